@@ -1,0 +1,46 @@
+"""orchestrator-db: persistence and observability for multi-agent AI orchestrators.
+
+    async with DatabaseManager() as db:          # SQLite at data/orchestrator.db by default
+        oa = await db.create_orchestrator_agent("planner", "Plans the work")
+        agent = await db.create_agent(oa, session_id="s-1")
+"""
+
+from .config import Dialect, resolve_target
+from .errors import (
+    ConstraintError,
+    DuplicateError,
+    ForeignKeyError,
+    NotConnectedError,
+    NotFoundError,
+    OrchestratorDBError,
+    ReferencedError,
+    SchemaError,
+    SchemaNotFoundError,
+    ValidationError,
+)
+from .manager import DatabaseManager
+from .pagination import Page
+from .store.sqlite import render_sqlite_schema
+from .sync import SyncDatabaseManager
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConstraintError",
+    "DatabaseManager",
+    "Dialect",
+    "DuplicateError",
+    "ForeignKeyError",
+    "NotConnectedError",
+    "NotFoundError",
+    "OrchestratorDBError",
+    "Page",
+    "ReferencedError",
+    "SchemaError",
+    "SchemaNotFoundError",
+    "SyncDatabaseManager",
+    "ValidationError",
+    "__version__",
+    "render_sqlite_schema",
+    "resolve_target",
+]

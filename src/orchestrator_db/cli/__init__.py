@@ -1,0 +1,71 @@
+"""The ``orchestrator-db`` command: thin Typer commands over the library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import OrchestratorDBError
+from ..manager import DatabaseManager
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="orchestrator-db",
+    help="Persistence and observability for multi-agent AI orchestrators.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Database URL: sqlite:///path or postgresql://user@host/db."),
+]
+DbOption = Annotated[str | None, typer.Option("--db", help="SQLite database file.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class State:
+    debug = False
+
+
+def run_with_db(url: str | None, db: str | None,
+                work: Callable[[DatabaseManager], Awaitable[T]]) -> T:
+    """Open the configured database, run ``work`` and turn our errors into one red line."""
+
+    async def main() -> T:
+        async with DatabaseManager(db, url=url) as manager:
+            return await work(manager)
+
+    try:
+        return asyncio.run(main())
+    except OrchestratorDBError as exc:
+        if State.debug:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    State.debug = debug
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()
+
+
+# Each module below registers its commands on ``app``; one module per group of commands.
+from . import schema  # noqa: E402,F401

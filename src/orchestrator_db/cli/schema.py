@@ -1,0 +1,56 @@
+"""Schema and overview commands: upgrade, current, stats."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.table import Table
+
+from ..manager import DatabaseManager
+from . import DbOption, JsonOption, UrlOption, app, console, run_with_db
+
+
+@app.command()
+def upgrade(url: UrlOption = None, db: DbOption = None) -> None:
+    """Create the database or apply pending schema migrations.
+
+    Example: orchestrator-db upgrade --db data/orchestrator.db
+    """
+    async def work(manager: DatabaseManager) -> int:
+        return await manager.schema_version()
+
+    version = run_with_db(url, db, work)
+    console.print(f"schema is up to date (version {version})")
+
+
+@app.command()
+def current(url: UrlOption = None, db: DbOption = None) -> None:
+    """Print the schema version of the database."""
+    async def work(manager: DatabaseManager) -> int:
+        return await manager.schema_version()
+
+    console.print(str(run_with_db(url, db, work)))
+
+
+@app.command()
+def stats(url: UrlOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Row counts, size, engine and schema version.
+
+    Example: orchestrator-db stats --json
+    """
+    async def work(manager: DatabaseManager) -> dict[str, Any]:
+        return await manager.stats()
+
+    result = run_with_db(url, db, work)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title="orchestrator-db", show_header=False)
+    table.add_row("engine", result["engine"])
+    table.add_row("location", result["location"])
+    table.add_row("schema version", str(result["schema_version"]))
+    table.add_row("size", f"{result['size_bytes']:,} bytes")
+    for name, count in result["counts"].items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)

@@ -1,0 +1,82 @@
+"""The exceptions orchestrator-db raises, the same on SQLite and PostgreSQL.
+
+    OrchestratorDBError
+    ├── NotFoundError
+    ├── ValidationError
+    ├── ConstraintError
+    │   ├── ForeignKeyError
+    │   ├── DuplicateError
+    │   └── ReferencedError
+    ├── SchemaError
+    │   └── SchemaNotFoundError   (also a FileNotFoundError)
+    └── NotConnectedError
+
+The driver's exception, when there is one, is chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrchestratorDBError(Exception):
+    """Base class of every error raised by orchestrator-db."""
+
+    def __init__(self, message: str, *, field: str | None = None, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.context = context
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFoundError(OrchestratorDBError):
+    """A record that the call needs does not exist."""
+
+
+class ValidationError(OrchestratorDBError, ValueError):
+    """An argument is malformed or out of range; ``field`` names it."""
+
+
+class ConstraintError(OrchestratorDBError):
+    """The database refused a write because of a constraint."""
+
+
+class ForeignKeyError(ConstraintError):
+    """A parent record named by the call does not exist."""
+
+
+class DuplicateError(ConstraintError):
+    """A unique value (such as an orchestrator agent name) is already taken."""
+
+
+class ReferencedError(ConstraintError):
+    """A record cannot be deleted while other records still refer to it."""
+
+
+class SchemaError(OrchestratorDBError):
+    """The database schema is missing, corrupt or newer than this package."""
+
+
+class SchemaNotFoundError(SchemaError, FileNotFoundError):
+    """A schema file that the call needs does not exist."""
+
+
+class NotConnectedError(OrchestratorDBError):
+    """The manager is used before ``connect()`` or after ``close()``."""
+
+
+__all__ = [
+    "ConstraintError",
+    "DuplicateError",
+    "ForeignKeyError",
+    "NotConnectedError",
+    "NotFoundError",
+    "OrchestratorDBError",
+    "ReferencedError",
+    "SchemaError",
+    "SchemaNotFoundError",
+    "ValidationError",
+]

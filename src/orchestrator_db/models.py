@@ -1,0 +1,326 @@
+"""Pydantic v2 models of the five records and of their create/update payloads.
+
+The record models (``OrchestratorAgent``, ``Agent``, ``Prompt``, ``AgentLog``, ``SystemLog``)
+describe exactly what the manager returns: ids as UUID strings, timestamps as fixed-shape UTC
+ISO 8601 strings, JSON fields decoded. The payload models validate what callers send.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+OrchestratorAgentStatus = Literal["active", "inactive", "archived"]
+AgentStatus = Literal["pending", "executing", "completed", "failed", "cancelled"]
+PromptStatus = Literal["pending", "completed", "failed"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+ORCHESTRATOR_AGENT_STATUSES: tuple[str, ...] = get_args(OrchestratorAgentStatus)
+AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
+PROMPT_STATUSES: tuple[str, ...] = get_args(PromptStatus)
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+LOG_LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+# Size limits: an oversized payload is a ValidationError, not a slow database or a driver error.
+MAX_NAME_CHARS = 200
+MAX_SHORT_CHARS = 1_000
+MAX_MESSAGE_CHARS = 1_000_000
+MAX_CONTENT_CHARS = 10_000_000
+MAX_JSON_BYTES = 1_000_000
+MAX_INT = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
+
+
+def utc_now() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def format_ts(value: datetime) -> str:
+    """Return the fixed-shape ISO string every timestamp is stored and returned as."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_ts(value: datetime | str) -> datetime:
+    """Parse a caller's timestamp (datetime or ISO 8601 string; naive means UTC)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        value = datetime.fromisoformat(text)
+    if not isinstance(value, datetime):
+        raise ValueError("expected a datetime or an ISO 8601 string")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refusing it on both engines keeps them identical.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _json_value(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"must be JSON-serialisable ({exc})") from None
+    if "\\u0000" in text:
+        raise ValueError("must not contain NUL characters")
+    if len(text.encode()) > MAX_JSON_BYTES:
+        raise ValueError(f"is larger than {MAX_JSON_BYTES} bytes of JSON")
+    return json.loads(text)
+
+
+def _capabilities(value: Any) -> Any:
+    # The seeds pass capabilities as "a,b,c"; the record keeps a list of strings.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _timestamp(value: Any) -> Any:
+    if value is None or isinstance(value, datetime | str):
+        return None if value is None else parse_ts(value)
+    raise ValueError("expected a datetime or an ISO 8601 string")
+
+
+Text = Annotated[str, Field(max_length=MAX_SHORT_CHARS)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+Message = Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+Content = Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+JSONValue = Annotated[Any, BeforeValidator(_json_value)]
+JSONObject = Annotated[dict[str, Any] | None, BeforeValidator(_json_value)]
+Capabilities = Annotated[list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] | None,
+                         BeforeValidator(_capabilities)]
+Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
+Level = Annotated[LogLevel, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT, strict=True)]
+Cost = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _strings_without_nul(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _no_nul(value)
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    _no_nul(item)
+        return value
+
+
+class OrchestratorAgentCreate(_Payload):
+    """What ``create_orchestrator_agent`` accepts."""
+
+    name: Name
+    description: Content | None = None
+    agent_type: Text | None = None
+    capabilities: Capabilities = None
+    default_model: Text | None = None
+    status: OrchestratorAgentStatus = "active"
+    metadata: JSONObject = None
+
+
+class OrchestratorAgentUpdate(_Payload):
+    """Fields ``update_orchestrator_agent`` may change."""
+
+    name: Name | None = None
+    description: Content | None = None
+    agent_type: Text | None = None
+    capabilities: Capabilities = None
+    default_model: Text | None = None
+    status: OrchestratorAgentStatus | None = None
+    metadata: JSONObject = None
+
+
+class AgentCreate(_Payload):
+    """What ``create_agent`` accepts."""
+
+    orchestrator_agent_id: str
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
+    name: Text | None = None
+    model: Text | None = None
+    status: AgentStatus = "pending"
+    metadata: JSONObject = None
+    started_at: Timestamp = None
+    completed_at: Timestamp = None
+
+
+class AgentUpdate(_Payload):
+    """Fields ``update_agent`` may change."""
+
+    orchestrator_agent_id: str | None = None
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)] | None = None
+    name: Text | None = None
+    model: Text | None = None
+    status: AgentStatus | None = None
+    metadata: JSONObject = None
+    started_at: Timestamp = None
+    completed_at: Timestamp = None
+
+
+class PromptCreate(_Payload):
+    """What ``create_prompt`` accepts."""
+
+    agent_id: str
+    content: Content
+    response: Content | None = None
+    model: Text | None = None
+    status: PromptStatus = "pending"
+    tokens_input: Count = 0
+    tokens_output: Count = 0
+    cost_usd: Cost = 0.0
+    completed_at: Timestamp = None
+
+
+class PromptUpdate(_Payload):
+    """Fields ``update_prompt`` may change."""
+
+    content: Content | None = None
+    response: Content | None = None
+    model: Text | None = None
+    status: PromptStatus | None = None
+    tokens_input: Count | None = None
+    tokens_output: Count | None = None
+    cost_usd: Cost | None = None
+    completed_at: Timestamp = None
+
+
+class AgentLogCreate(_Payload):
+    """What ``create_agent_log`` accepts (one row of ``create_agent_logs``)."""
+
+    agent_id: str
+    message: Message
+    log_level: Level = "INFO"
+    log_type: Text = "event"
+    details: JSONValue = None
+    created_at: Timestamp = None
+
+
+class SystemLogCreate(_Payload):
+    """What ``create_system_log`` accepts (one row of ``create_system_logs``)."""
+
+    message: Message
+    log_level: Level = "INFO"
+    source: Text | None = None
+    details: JSONValue = None
+    created_at: Timestamp = None
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrchestratorAgent(_Record):
+    """An orchestrator agent definition, as returned by the manager."""
+
+    id: str
+    name: str
+    description: str | None
+    agent_type: str | None
+    capabilities: list[str] | None
+    default_model: str | None
+    status: OrchestratorAgentStatus
+    metadata: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class Agent(_Record):
+    """A runtime agent inside a session, as returned by the manager."""
+
+    id: str
+    orchestrator_agent_id: str
+    session_id: str
+    name: str | None
+    model: str | None
+    status: AgentStatus
+    metadata: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    completed_at: str | None
+
+
+class Prompt(_Record):
+    """A prompt sent to an agent, with its response, tokens and cost."""
+
+    id: str
+    agent_id: str
+    content: str
+    response: str | None
+    model: str | None
+    status: PromptStatus
+    tokens_input: int
+    tokens_output: int
+    cost_usd: float
+    created_at: str
+    completed_at: str | None
+
+
+class AgentLog(_Record):
+    """One log line of a runtime agent."""
+
+    id: str
+    agent_id: str
+    log_level: LogLevel
+    log_type: str
+    message: str
+    details: Any
+    created_at: str
+
+
+class SystemLog(_Record):
+    """One log line of the orchestrator itself."""
+
+    id: str
+    log_level: LogLevel
+    source: str | None
+    message: str
+    details: Any
+    created_at: str
+
+
+__all__ = [
+    "AGENT_STATUSES",
+    "LOG_LEVELS",
+    "ORCHESTRATOR_AGENT_STATUSES",
+    "PROMPT_STATUSES",
+    "Agent",
+    "AgentCreate",
+    "AgentLog",
+    "AgentLogCreate",
+    "AgentUpdate",
+    "OrchestratorAgent",
+    "OrchestratorAgentCreate",
+    "OrchestratorAgentUpdate",
+    "Prompt",
+    "PromptCreate",
+    "PromptUpdate",
+    "SystemLog",
+    "SystemLogCreate",
+    "format_ts",
+    "parse_ts",
+    "utc_now",
+]

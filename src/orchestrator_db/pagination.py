@@ -1,0 +1,73 @@
+"""Keyset pagination: an opaque cursor over the stable order (created_at, id)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from .errors import ValidationError
+from .models import parse_ts
+
+Order = Literal["asc", "desc"]
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+@dataclass
+class Page:
+    """One page of a list: its rows, and the cursor of the next page (None on the last)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def encode_cursor(row: dict[str, Any], order: Order) -> str:
+    """Return the cursor that continues after ``row``."""
+    raw = json.dumps([row["created_at"], row["id"], order], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: Order) -> tuple[datetime, str]:
+    """Return the (created_at, id) position a cursor names; ValidationError if it is not ours."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, row_id, cursor_order = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        position = parse_ts(created_at), str(uuid.UUID(row_id))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, AttributeError) as exc:
+        raise ValidationError(
+            "cursor is malformed: pass back the next_cursor of a previous page unchanged",
+            field="cursor",
+        ) from exc
+    if cursor_order != order:
+        raise ValidationError(
+            f"cursor was made for order={cursor_order!r} but this call asks for order={order!r}",
+            field="cursor",
+        )
+    return position
+
+
+def check_limit(limit: Any, maximum: int = MAX_LIMIT) -> int:
+    """Return ``limit`` if it is a whole number from 1 to ``maximum``."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+        raise ValidationError(
+            f"limit must be a whole number from 1 to {maximum}, got {limit!r}", field="limit"
+        )
+    return limit
+
+
+def check_order(order: Any) -> Order:
+    """Return ``order`` if it is 'asc' or 'desc'."""
+    if order not in ("asc", "desc"):
+        raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
+    return order  # type: ignore[no-any-return]

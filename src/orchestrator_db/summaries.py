@@ -1,0 +1,157 @@
+"""Aggregates: session summaries and cost summaries, the same numbers on both engines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .config import Dialect
+from .models import AGENT_STATUSES
+from .store.base import Query, Store
+
+GROUPS = ("session", "agent", "orchestrator_agent", "model", "day")
+COST_DIGITS = 9  # sums of doubles may differ in the last bits between engines; cents don't
+
+
+def day_expr(dialect: Dialect, column: str) -> str:
+    """SQL for the UTC calendar day (YYYY-MM-DD) of a timestamp column."""
+    if dialect is Dialect.SQLITE:
+        return f"substr({column}, 1, 10)"  # stored as fixed-shape UTC ISO text
+    elif dialect is Dialect.POSTGRES:
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    else:  # pragma: no cover
+        raise AssertionError(dialect)
+
+
+def text_order(dialect: Dialect, expr: str) -> str:
+    """SQL ordering a text expression by code point on both engines (SQLite's only order)."""
+    if dialect is Dialect.SQLITE:
+        return expr
+    elif dialect is Dialect.POSTGRES:
+        return f'{expr} COLLATE "C"'
+    else:  # pragma: no cover
+        raise AssertionError(dialect)
+
+
+def session_status(by_status: dict[str, int]) -> str:
+    """One word for a session from its agents' statuses."""
+    for status in ("executing", "pending", "failed"):
+        if by_status.get(status):
+            return status
+    if by_status.get("cancelled") and not by_status.get("completed"):
+        return "cancelled"
+    return "completed"
+
+
+def _cost(value: Any) -> float:
+    return round(float(value or 0), COST_DIGITS)
+
+
+def _in(q: Query, values: Sequence[str]) -> str:
+    return ", ".join(q.p(v) for v in values)
+
+
+async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Summaries of the given sessions (those with at least one agent), in the given order."""
+    if not session_ids:
+        return []
+    q = store.query()
+    agent_rows = await store.fetch(
+        "SELECT session_id, status, count(*) AS n, min(created_at) AS first_at, "
+        "max(updated_at) AS last_at FROM agents "
+        f"WHERE session_id IN ({_in(q, session_ids)}) GROUP BY session_id, status",
+        q.params,
+    )
+    q = store.query()
+    prompt_rows = await store.fetch(
+        "SELECT a.session_id, count(*) AS prompts, "
+        "CAST(sum(p.tokens_input) AS BIGINT) AS tokens_input, "
+        "CAST(sum(p.tokens_output) AS BIGINT) AS tokens_output, sum(p.cost_usd) AS cost_usd, "
+        "max(p.created_at) AS last_created, max(p.completed_at) AS last_completed "
+        "FROM prompts p JOIN agents a ON a.id = p.agent_id "
+        f"WHERE a.session_id IN ({_in(q, session_ids)}) GROUP BY a.session_id",
+        q.params,
+    )
+    q = store.query()
+    log_rows = await store.fetch(
+        "SELECT a.session_id, max(l.created_at) AS last_log "
+        "FROM agent_logs l JOIN agents a ON a.id = l.agent_id "
+        f"WHERE a.session_id IN ({_in(q, session_ids)}) GROUP BY a.session_id",
+        q.params,
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in agent_rows:
+        summary = out.setdefault(row["session_id"], {
+            "session_id": row["session_id"], "status": None, "agents": 0,
+            "agents_by_status": dict.fromkeys(AGENT_STATUSES, 0), "prompts": 0,
+            "tokens_input": 0, "tokens_output": 0, "cost_usd": 0.0,
+            "first_activity": row["first_at"], "last_activity": row["last_at"],
+        })
+        summary["agents"] += int(row["n"])
+        summary["agents_by_status"][row["status"]] = int(row["n"])
+        summary["first_activity"] = min(summary["first_activity"], row["first_at"])
+        summary["last_activity"] = max(summary["last_activity"], row["last_at"])
+    for row in prompt_rows:
+        summary = out[row["session_id"]]
+        summary["prompts"] = int(row["prompts"])
+        summary["tokens_input"] = int(row["tokens_input"] or 0)
+        summary["tokens_output"] = int(row["tokens_output"] or 0)
+        summary["cost_usd"] = _cost(row["cost_usd"])
+        for key in ("last_created", "last_completed"):
+            if row[key] is not None:
+                summary["last_activity"] = max(summary["last_activity"], row[key])
+    for row in log_rows:
+        summary = out[row["session_id"]]
+        if row["last_log"] is not None:
+            summary["last_activity"] = max(summary["last_activity"], row["last_log"])
+    for summary in out.values():
+        summary["status"] = session_status(summary["agents_by_status"])
+    return [out[s] for s in session_ids if s in out]
+
+
+async def list_sessions(store: Store, *, limit: int, offset: int) -> list[dict[str, Any]]:
+    """Session summaries, most recently updated first."""
+    q = store.query()
+    rows = await store.fetch(
+        "SELECT session_id FROM agents GROUP BY session_id "
+        f"ORDER BY max(updated_at) DESC, {text_order(store.dialect, 'session_id')} "
+        f"LIMIT {q.p(limit)} OFFSET {q.p(offset)}",
+        q.params,
+    )
+    return await sessions(store, [r["session_id"] for r in rows])
+
+
+async def cost_summary(store: Store, group_by: str, since: datetime | None,
+                       until: datetime | None) -> list[dict[str, Any]]:
+    """Prompts, tokens and cost per group; groups sorted by key, a missing key last."""
+    dialect = store.dialect
+    key, name = {
+        "session": ("a.session_id", "NULL"),
+        "agent": ("p.agent_id", "max(a.name)"),
+        "orchestrator_agent": ("a.orchestrator_agent_id", "max(o.name)"),
+        "model": ("p.model", "NULL"),
+        "day": (day_expr(dialect, "p.created_at"), "NULL"),
+    }[group_by]
+    q = store.query()
+    conditions = []
+    if since is not None:
+        conditions.append(f"p.created_at >= {q.p(store.ts(since))}")  # type: ignore[attr-defined]
+    if until is not None:
+        conditions.append(f"p.created_at < {q.p(store.ts(until))}")  # type: ignore[attr-defined]
+    where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
+    rows = await store.fetch(
+        f"SELECT {key} AS key, {name} AS name, count(*) AS prompts, "
+        "CAST(sum(p.tokens_input) AS BIGINT) AS tokens_input, "
+        "CAST(sum(p.tokens_output) AS BIGINT) AS tokens_output, sum(p.cost_usd) AS cost_usd "
+        "FROM prompts p JOIN agents a ON a.id = p.agent_id "
+        f"JOIN orchestrator_agents o ON o.id = a.orchestrator_agent_id{where} GROUP BY {key}",
+        q.params, heavy=True,
+    )
+    out = [{
+        "key": row["key"], "name": row["name"], "prompts": int(row["prompts"]),
+        "tokens_input": int(row["tokens_input"] or 0),
+        "tokens_output": int(row["tokens_output"] or 0), "cost_usd": _cost(row["cost_usd"]),
+    } for row in rows]
+    out.sort(key=lambda r: (r["key"] is None, r["key"] or ""))
+    return out

@@ -1,0 +1,90 @@
+"""Shared fixtures: real SQLite files and a real PostgreSQL server, each test on a fresh one.
+
+PostgreSQL comes from ORCHESTRATOR_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/test);
+each test gets its own schema (selected through the URL's search_path, so subprocesses given the
+URL see the same schema), dropped afterwards. When no server answers, PostgreSQL tests are
+skipped with the reason, unless ORCHESTRATOR_REQUIRE_PG=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from functools import cache
+
+import asyncpg
+import pytest
+
+from orchestrator_db import DatabaseManager
+
+PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("ORCHESTRATOR_REQUIRE_PG") == "1"
+ENGINES = ["sqlite", "postgresql"]
+
+
+async def _pg_execute(sql: str) -> None:
+    conn = await asyncpg.connect(PG_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@cache
+def pg_unavailable() -> str | None:
+    """Return why PostgreSQL cannot be used for tests, or None when it can."""
+    try:
+        asyncio.run(_pg_execute("SELECT 1"))
+    except Exception as exc:  # any failure to reach the server is a reason to skip
+        return f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def require_pg() -> None:
+    """Skip (or, in CI, fail) the current test when PostgreSQL is not there."""
+    reason = pg_unavailable()
+    if reason is None:
+        return
+    if REQUIRE_PG:
+        pytest.fail(f"ORCHESTRATOR_REQUIRE_PG=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}search_path={schema}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL to a fresh, empty PostgreSQL schema, dropped after the test."""
+    require_pg()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    asyncio.run(_pg_execute(f"CREATE SCHEMA {schema}"))
+    try:
+        yield _with_search_path(PG_URL, schema)
+    finally:
+        asyncio.run(_pg_execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A URL to a SQLite file that does not exist yet, in the test's tmp dir."""
+    return f"sqlite:///{tmp_path}/data/orchestrator.db"
+
+
+@pytest.fixture(params=ENGINES)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database URL, once per engine."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[DatabaseManager]:
+    """A connected DatabaseManager on a fresh database, once per engine."""
+    async with DatabaseManager(url=db_url) as manager:
+        yield manager
