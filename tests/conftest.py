@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import asyncpg
@@ -24,19 +25,25 @@ REQUIRE_PG = os.environ.get("ORCHESTRATOR_REQUIRE_PG") == "1"
 ENGINES = ["sqlite", "postgresql"]
 
 
-async def _pg_execute(sql: str) -> None:
-    conn = await asyncpg.connect(PG_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+def _pg_execute(sql: str) -> None:
+    """Run one statement on the test server (in a thread: callers may be inside a loop)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 @cache
 def pg_unavailable() -> str | None:
     """Return why PostgreSQL cannot be used for tests, or None when it can."""
     try:
-        asyncio.run(_pg_execute("SELECT 1"))
+        _pg_execute("SELECT 1")
     except Exception as exc:  # any failure to reach the server is a reason to skip
         return f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}"
     return None
@@ -62,11 +69,11 @@ def pg_url() -> Iterator[str]:
     """A URL to a fresh, empty PostgreSQL schema, dropped after the test."""
     require_pg()
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    asyncio.run(_pg_execute(f"CREATE SCHEMA {schema}"))
+    _pg_execute(f"CREATE SCHEMA {schema}")
     try:
         yield _with_search_path(PG_URL, schema)
     finally:
-        asyncio.run(_pg_execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        _pg_execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.fixture

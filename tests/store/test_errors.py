@@ -1,0 +1,231 @@
+"""Bad input gets a typed error naming what was wrong, the same on both engines, and loses nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from orchestrator_db import (
+    DatabaseManager,
+    DuplicateError,
+    ForeignKeyError,
+    NotConnectedError,
+    OrchestratorDBError,
+    ReferencedError,
+    SchemaError,
+    SchemaNotFoundError,
+    ValidationError,
+)
+
+MISSING = "0190f1c2-0000-7000-8000-000000000000"
+
+
+async def test_missing_schema_file(tmp_path: Path) -> None:
+    db = DatabaseManager(tmp_path / "x.db", schema_path=tmp_path / "nope.sqlite")
+    with pytest.raises(SchemaNotFoundError) as info:
+        await db.connect()
+    assert isinstance(info.value, FileNotFoundError)
+    assert "nope.sqlite" in str(info.value)
+    assert not db.is_connected
+
+
+async def test_missing_parent_raises_foreign_key_error(db: DatabaseManager) -> None:
+    with pytest.raises(ForeignKeyError, match=f"orchestrator agent {MISSING} does not exist") as e:
+        await db.create_agent(MISSING, "s")
+    assert e.value.field == "orchestrator_agent_id"
+    assert isinstance(e.value.__cause__, sqlite3.IntegrityError | asyncpg.ForeignKeyViolationError)
+    with pytest.raises(ForeignKeyError, match=f"agent {MISSING} does not exist"):
+        await db.create_prompt(MISSING, "hi")
+    with pytest.raises(ForeignKeyError, match=f"agent {MISSING} does not exist"):
+        await db.create_agent_log(MISSING, "hi")
+    assert (await db.stats())["counts"] == dict.fromkeys(
+        ["orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs"], 0)
+
+
+async def test_bulk_logs_are_all_or_nothing(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    rows = [{"agent_id": agent, "message": f"m{i}"} for i in range(5)]
+    with pytest.raises(ForeignKeyError, match=MISSING):
+        await db.create_agent_logs([*rows, {"agent_id": MISSING, "message": "bad"}])
+    with pytest.raises(ValidationError, match="row 5") as info:
+        await db.create_agent_logs([*rows, {"agent_id": agent, "message": "x", "log_level": "LOUD"}])
+    assert info.value.field == "log_level"
+    assert await db.list_agent_logs() == []
+
+
+async def test_duplicate_name(db: DatabaseManager) -> None:
+    await db.create_orchestrator_agent("planner")
+    with pytest.raises(DuplicateError, match="'planner' already exists") as info:
+        await db.create_orchestrator_agent("planner")
+    assert info.value.field == "name"
+    other = await db.create_orchestrator_agent("other")
+    with pytest.raises(DuplicateError):
+        await db.update_orchestrator_agent(other, name="planner")
+    assert len(await db.list_orchestrator_agents()) == 2
+
+
+async def test_referenced_orchestrator_agent(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    await db.create_agent(oa, "s")
+    with pytest.raises(ReferencedError, match="still has 1 agent"):
+        await db.delete_orchestrator_agent(oa)
+    assert await db.get_orchestrator_agent(oa) is not None
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda db: db.get_agent("not-a-uuid"), "agent_id"),
+        (lambda db: db.get_orchestrator_agent(42), "orchestrator_agent_id"),
+        (lambda db: db.create_agent("123", "s"), "orchestrator_agent_id"),
+        (lambda db: db.update_agent_status("xyz", "completed"), "agent_id"),
+        (lambda db: db.list_prompts(agent_id="nope"), "agent_id"),
+    ],
+)
+async def test_malformed_uuid(db: DatabaseManager, call, field: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValidationError, match="must be a UUID") as info:
+        await call(db)
+    assert info.value.field == field
+
+
+async def test_unknown_status_names_allowed_values(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    with pytest.raises(ValidationError, match="status") as info:
+        await db.create_agent(oa, "s", status="running")
+    assert info.value.field == "status"
+    assert "executing" in str(info.value)
+    agent = await db.create_agent(oa, "s")
+    with pytest.raises(ValidationError, match="pending, executing, completed, failed, cancelled"):
+        await db.update_agent_status(agent, "done")
+    with pytest.raises(ValidationError) as info:
+        await db.create_orchestrator_agent("x", status="gone")
+    assert info.value.field == "status"
+    with pytest.raises(ValidationError):
+        await db.list_agents(status="weird")
+    assert len(await db.list_agents()) == 1
+
+
+async def test_unknown_update_field(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    with pytest.raises(ValidationError, match="unknown field 'colour'") as info:
+        await db.update_agent(agent, colour="red")
+    assert info.value.field == "colour"
+    assert "allowed fields" in str(info.value) and "status" in str(info.value)
+    with pytest.raises(ValidationError, match="no fields to update"):
+        await db.update_orchestrator_agent(oa)
+    with pytest.raises(ValidationError, match="cannot be set to None"):
+        await db.update_orchestrator_agent(oa, name=None)
+
+
+async def test_negative_and_non_finite_numbers(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    with pytest.raises(ValidationError) as info:
+        await db.create_prompt(agent, "c", tokens_input=-1)
+    assert info.value.field == "tokens_input"
+    prompt = await db.create_prompt(agent, "c")
+    with pytest.raises(ValidationError) as info:
+        await db.complete_prompt(prompt, "r", tokens_output=-5)
+    assert info.value.field == "tokens_output"
+    with pytest.raises(ValidationError) as info:
+        await db.complete_prompt(prompt, "r", cost_usd=float("nan"))
+    assert info.value.field == "cost_usd"
+    with pytest.raises(ValidationError):
+        await db.create_prompt(agent, "c", tokens_input=2**63)
+    row = await db.get_prompt(prompt)
+    assert row is not None and row["status"] == "pending"
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "", "eyJ4IjoxfQ", "W10", 12])
+async def test_malformed_cursor(db: DatabaseManager, cursor: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        await db.list_agent_logs(cursor=cursor)
+    assert info.value.field == "cursor"
+
+
+async def test_cursor_of_other_order_is_refused(db: DatabaseManager) -> None:
+    await db.create_system_logs([{"message": str(i)} for i in range(3)])
+    page = await db.page_system_logs(limit=1)
+    assert page.next_cursor
+    with pytest.raises(ValidationError, match="order"):
+        await db.page_system_logs(limit=1, cursor=page.next_cursor, order="desc")
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001, "10", 2.5, True])
+async def test_bad_limit(db: DatabaseManager, limit: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        await db.list_system_logs(limit=limit)
+    assert info.value.field == "limit"
+
+
+async def test_bad_payloads(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    cases = [
+        (lambda: db.create_agent_log(agent, "x" * 1_000_001), "message"),
+        (lambda: db.create_agent_log(agent, "nul\x00byte"), "message"),
+        (lambda: db.create_agent_log(agent, "x", details={"bad": float("inf")}), "details"),
+        (lambda: db.create_agent_log(agent, "x", details={"o": object()}), "details"),
+        (lambda: db.create_agent_log(agent, "x", details={"n": "\x00"}), "details"),
+        (lambda: db.create_orchestrator_agent(""), "name"),
+        (lambda: db.create_orchestrator_agent("n" * 201), "name"),
+        (lambda: db.create_agent(oa, ""), "session_id"),
+        (lambda: db.create_system_log("x", log_level="TRACE"), "log_level"),
+        (lambda: db.list_agent_logs(since="yesterday"), "since"),
+        (lambda: db.cost_summary("week"), "group_by"),
+    ]
+    for call, field in cases:
+        with pytest.raises(ValidationError) as info:
+            await call()
+        assert info.value.field == field, (field, info.value)
+    assert await db.list_agent_logs() == []
+    assert await db.list_system_logs() == []
+
+
+async def test_update_and_delete_of_missing_id_return_false(db: DatabaseManager) -> None:
+    assert await db.update_agent_status(MISSING, "completed") is False
+    assert await db.update_agent(MISSING, name="x") is False
+    assert await db.update_orchestrator_agent(MISSING, description="x") is False
+    assert await db.update_prompt(MISSING, status="failed") is False
+    assert await db.complete_prompt(MISSING, "r") is False
+    assert await db.delete_agent(MISSING) is False
+    assert await db.delete_prompt(MISSING) is False
+    assert await db.delete_orchestrator_agent(MISSING) is False
+    assert await db.get_agent(MISSING) is None
+
+
+async def test_use_before_connect_and_after_close(db_url: str) -> None:
+    db = DatabaseManager(url=db_url)
+    with pytest.raises(NotConnectedError, match="connect"):
+        await db.list_agents()
+    async with db:
+        await db.create_orchestrator_agent("o")
+    with pytest.raises(NotConnectedError):
+        await db.create_orchestrator_agent("p")
+    with pytest.raises(NotConnectedError):
+        db.transaction()
+    async with db:  # reconnecting works and the data is still there
+        assert [o["name"] for o in await db.list_orchestrator_agents()] == ["o"]
+
+
+async def test_not_a_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(SchemaError, match="not a SQLite database"):
+        await DatabaseManager(path).connect()
+
+
+async def test_bad_url() -> None:
+    with pytest.raises(ValidationError, match="unsupported database URL scheme"):
+        DatabaseManager(url="mysql://localhost/x")
+
+
+async def test_unreachable_postgres_is_a_clear_error() -> None:
+    db = DatabaseManager(url="postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(OrchestratorDBError, match="cannot connect to PostgreSQL"):
+        await db.connect()

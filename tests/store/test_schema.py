@@ -1,0 +1,137 @@
+"""Migrations, the rendered schema script, and the indexes the list queries rely on."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator_db import DatabaseManager, SchemaError, render_sqlite_schema
+from orchestrator_db.store.base import load_migrations
+from orchestrator_db.config import Dialect
+
+TABLES = {"orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs"}
+
+
+def _tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_both_engines_have_the_same_migration_history() -> None:
+    sqlite = [(m.version, m.name) for m in load_migrations(Dialect.SQLITE)]
+    postgres = [(m.version, m.name) for m in load_migrations(Dialect.POSTGRES)]
+    assert sqlite == postgres
+    assert sqlite[0] == (1, "initial")
+
+
+async def test_database_from_rendered_script_is_up_to_date(tmp_path: Path) -> None:
+    path = tmp_path / "from_script.db"
+    script = render_sqlite_schema()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(script)
+        conn.executescript(script)  # idempotent: running it twice changes nothing
+    assert TABLES <= _tables(path)
+    before = sqlite3.connect(path).execute("SELECT * FROM schema_migrations").fetchall()
+    async with DatabaseManager(path) as db:
+        assert await db.schema_version() == load_migrations(Dialect.SQLITE)[-1].version
+        oa = await db.create_orchestrator_agent("works")
+        assert await db.get_orchestrator_agent(oa) is not None
+    after = sqlite3.connect(path).execute("SELECT * FROM schema_migrations").fetchall()
+    assert before == after, "connect() re-applied migrations to an up-to-date database"
+
+
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 command-line tool is not installed")
+async def test_sqlite3_cli_can_create_the_database(tmp_path: Path) -> None:
+    schema = tmp_path / "schema_orchestrator.sqlite"
+    schema.write_text(render_sqlite_schema())
+    path = tmp_path / "cli.db"
+    subprocess.run(["sqlite3", str(path)], input=schema.read_text(), text=True, check=True)
+    async with DatabaseManager(path) as db:
+        assert await db.schema_version() >= 1
+
+
+async def test_schema_path_creates_an_empty_database(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.sqlite"
+    schema.write_text(render_sqlite_schema())
+    async with DatabaseManager(tmp_path / "new" / "x.db", schema_path=schema) as db:
+        assert await db.schema_version() >= 1
+    assert TABLES <= _tables(tmp_path / "new" / "x.db")
+
+
+async def test_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    async with DatabaseManager(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', '2030-01-01')")
+    with pytest.raises(SchemaError, match="newer than this orchestrator-db"):
+        await DatabaseManager(path).connect()
+
+
+async def test_connect_applies_migrations_once(db_url: str) -> None:
+    for _ in range(3):
+        async with DatabaseManager(url=db_url) as db:
+            rows = await db.store.fetch("SELECT version FROM schema_migrations")
+    assert sorted(r["version"] for r in rows) == [m.version for m in load_migrations(
+        db.dialect)]
+
+
+QUERIES = {
+    # latest 50 of one agent
+    "agent_logs_by_agent": (
+        "SELECT id FROM agent_logs WHERE agent_id = {p1} ORDER BY created_at DESC, id DESC LIMIT 50",
+        "ix_agent_logs_agent",
+    ),
+    # keyset page
+    "agent_logs_keyset": (
+        "SELECT id FROM agent_logs WHERE agent_id = {p1} AND (created_at, id) > ({p2}, {p3}) "
+        "ORDER BY created_at, id LIMIT 50",
+        "ix_agent_logs_agent",
+    ),
+    "agents_by_session": (
+        "SELECT id FROM agents WHERE session_id = {p1} ORDER BY created_at, id LIMIT 50",
+        "ix_agents_session",
+    ),
+    "prompts_by_agent": (
+        "SELECT id FROM prompts WHERE agent_id = {p1} ORDER BY created_at, id LIMIT 50",
+        "ix_prompts_agent",
+    ),
+    "system_logs_by_level": (
+        "SELECT id FROM system_logs WHERE log_level = {p1} ORDER BY created_at, id LIMIT 50",
+        "ix_system_logs_level",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+async def test_list_queries_use_their_index(db: DatabaseManager, name: str) -> None:
+    sql, index = QUERIES[name]
+    agent = "0190f1c2-0000-7000-8000-000000000000"
+    ts = "2026-01-01T00:00:00.000000+00:00"
+    if db.dialect is Dialect.SQLITE:
+        rows = await db.store.fetch(
+            "EXPLAIN QUERY PLAN " + sql.format(p1="?", p2="?", p3="?"),
+            [agent if "agent" in name else "x", ts, agent][: sql.count("{")],
+        )
+        plan = " ".join(r["detail"] for r in rows)
+        assert index in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        # Make the planner prefer indexes the way it would on a large table.
+        async with db.transaction():
+            await db.store.execute("SET LOCAL enable_seqscan = off")
+            await db.store.execute("SET LOCAL enable_bitmapscan = off")
+            params = ["x", datetime(2026, 1, 1, tzinfo=UTC), agent]
+            text = sql.format(p1="$1", p2="$2::timestamptz", p3="$3::uuid")
+            if "agent_id" in sql:
+                text = text.replace("agent_id = $1", "agent_id = $1::uuid")
+                params[0] = agent
+            rows = await db.store.fetch("EXPLAIN " + text, params[: sql.count("{")])
+        plan = " ".join(r["QUERY PLAN"] for r in rows)
+        assert index in plan, plan
+        assert "Sort" not in plan, plan
