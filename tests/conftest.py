@@ -65,6 +65,18 @@ def _with_search_path(url: str, schema: str) -> str:
 
 
 @pytest.fixture
+def pg_server_url() -> str:
+    """The test server's base URL (for tests that make their own schemas)."""
+    require_pg()
+    return PG_URL
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """Return ``url`` selecting ``schema`` through asyncpg's server settings."""
+    return _with_search_path(url, schema)
+
+
+@pytest.fixture
 def pg_url() -> Iterator[str]:
     """A URL to a fresh, empty PostgreSQL schema, dropped after the test."""
     require_pg()

@@ -71,8 +71,33 @@ def _rows(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
     return [{k: _value(v) for k, v in record.items()} for record in records]
 
 
+class _JsonbFloatEncoder(json.JSONEncoder):
+    """Writes large floats without an exponent and with a fraction (1e16 → 10000000000000000.0).
+
+    jsonb keeps numbers as ``numeric`` and prints 1e+16 back as 10000000000000000, which would
+    decode as an int; with the fraction it decodes as the same float SQLite returns.
+    """
+
+    def iterencode(self, o: Any, _one_shot: bool = False) -> Any:
+        def floatstr(value: float) -> str:
+            text = float.__repr__(value)
+            return format(value, ".1f") if "e+" in text else text
+
+        return json.encoder._make_iterencode(  # type: ignore[attr-defined]
+            {} if self.check_circular else None, self.default, json.encoder.py_encode_basestring,
+            self.indent, floatstr, self.key_separator, self.item_separator, self.sort_keys,
+            self.skipkeys, _one_shot,
+        )(o, 0)
+
+
+_float_safe = _JsonbFloatEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def _jsonb_encode(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value, ensure_ascii=False).encode()
+    text = json.dumps(value, ensure_ascii=False)
+    if "e+" in text:  # rare: only then take the slower pure-Python encoder
+        text = _float_safe.encode(value)
+    return b"\x01" + text.encode()
 
 
 def _jsonb_decode(data: bytes) -> Any:
