@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 import contextvars
-import os
+import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -80,7 +81,7 @@ def load_migrations(dialect: Dialect) -> list[Migration]:
     folder = resources.files("orchestrator_db") / "schema" / dialect.value.replace("postgresql",
                                                                                 "postgres")
     try:
-        entries = sorted(e for e in folder.iterdir() if e.name.endswith(".sql"))
+        entries = sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise SchemaNotFoundError(f"packaged migrations not found in {folder}") from exc
     migrations = []
@@ -92,6 +93,9 @@ def load_migrations(dialect: Dialect) -> list[Migration]:
     return migrations
 
 
+_DOLLAR_QUOTE = re.compile(r"\$[A-Za-z_]*\$")
+
+
 def split_sql_script(script: str) -> list[str]:
     """Split a SQL script into statements (so they can run inside one transaction)."""
     import sqlite3
@@ -100,7 +104,9 @@ def split_sql_script(script: str) -> list[str]:
     buffer = ""
     for line in script.splitlines(keepends=True):
         buffer += line
-        if sqlite3.complete_statement(buffer):
+        # A PostgreSQL dollar-quoted body ($$ ... $$) holds semicolons that end nothing; SQLite's
+        # completeness check does not know dollar quotes, so only ask it outside of one.
+        if len(_DOLLAR_QUOTE.findall(buffer)) % 2 == 0 and sqlite3.complete_statement(buffer):
             text = buffer.strip()
             if _strip_comments(text):
                 statements.append(text)
@@ -129,7 +135,9 @@ def uuid7() -> str:
     ``(created_at, id)`` order is insertion order within a process.
     """
     global _uuid_last_ms, _uuid_seq
-    rand = int.from_bytes(os.urandom(8), "big")
+    # `random` is reseeded in a forked child, so forked workers do not repeat each other; the
+    # ids need uniqueness, not secrecy, and this costs a tenth of an os.urandom() syscall.
+    rand = random.getrandbits(64)
     with _uuid_lock:
         ms = time.time_ns() // 1_000_000
         if ms > _uuid_last_ms:
