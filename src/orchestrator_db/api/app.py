@@ -1,0 +1,162 @@
+"""``create_app``: the FastAPI application, its lifespan, middleware and routes.
+
+One process holds one ``DatabaseManager`` and one ``ChangeFeed``, opened by the lifespan and
+shared by every request and WebSocket client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+from ..errors import OrchestratorDBError
+from ..manager import DatabaseManager
+from . import errors, routes, ws
+from .schemas import Health
+from .security import LOOPBACK_NAMES, BodyLimit, LocalOnly, TokenAuth
+
+TOKEN_ENV = "ORCHESTRATOR_API_TOKEN"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+STATIC_DIR = resources.files("orchestrator_db") / "api" / "static"
+# The dashboard runs only its own scripts and talks only to this server: even if some LLM output
+# slipped into the DOM as HTML, an injected script or remote resource would not run or load.
+DASHBOARD_HEADERS = {
+    "cache-control": "no-cache",
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+class ApiConfigError(OrchestratorDBError):
+    """The service is configured unsafely (e.g. exposed to the network without a token)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost, or "" (all interfaces)
+        return False
+
+
+def resolve_token(host: str, token: str | None) -> str | None:
+    """The token the app requires: explicit › ORCHESTRATOR_API_TOKEN; mandatory off loopback.
+
+    A token that is configured is always enforced, on loopback too.
+    """
+    token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    if token is not None and not token.strip():
+        raise ApiConfigError(f"the API token is empty; set {TOKEN_ENV} to a long random string")
+    if token is None and not is_loopback(host):
+        raise ApiConfigError(
+            f"refusing to serve on {host!r} without a token: anyone who can reach it could read "
+            f"and change the database. Set {TOKEN_ENV} (e.g. `export {TOKEN_ENV}=$(python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))')`), or bind to 127.0.0.1."
+        )
+    return token
+
+
+def create_app(
+    url: str | None = None,
+    db_path: str | os.PathLike[str] | None = None,
+    *,
+    token: str | None = None,
+    host: str = DEFAULT_HOST,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    manager: DatabaseManager | None = None,
+    poll_interval: float = 0.05,
+    allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
+) -> FastAPI:
+    """Build the service.
+
+    Args:
+        url, db_path: the database (design §4 resolution when both are None).
+        token: the API token; defaults to ``ORCHESTRATOR_API_TOKEN``. Required when ``host`` is
+            not a loopback address; enforced whenever set.
+        host: the address the app will be served on (only used for the token rule above).
+        max_body_bytes: larger request bodies get 413.
+        manager: an already-built manager to use instead of opening one from ``url``/``db_path``;
+            it is connected by the lifespan if needed and then left open for its owner.
+        poll_interval: how often the change feed checks for new rows.
+        allowed_hosts: without a token, the Host names requests may use (loopback names by
+            default; add yours when a local reverse proxy forwards another name).
+
+    Raises:
+        ApiConfigError: a non-loopback ``host`` without a token.
+    """
+    required_token = resolve_token(host, token)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from ..events import ChangeFeed  # the change feed is only needed while serving
+
+        db = manager if manager is not None else DatabaseManager(db_path, url=url)
+        owns_db = manager is None or not manager.is_connected
+        await db.connect()
+        feed = ChangeFeed(db, poll_interval=poll_interval)
+        try:
+            await feed.start()
+            app.state.db = db
+            app.state.feed = feed
+            yield
+        finally:
+            try:
+                await feed.stop()
+            finally:
+                if owns_db:
+                    await db.close()
+
+    app = FastAPI(
+        title="orchestrator-db",
+        version=__version__,
+        description=(
+            "Records and live events of multi-agent AI orchestrators. Lists answer "
+            "`{\"items\": [...], \"next_cursor\": ...}`; pass `next_cursor` back as `cursor` for "
+            "the next page. Errors answer `{\"error\": {\"type\", \"message\", \"field\"}}`. "
+            "Live events: WebSocket `/ws/events?session_id=&agent_id=&min_level=&after=`."
+        ),
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(routes.router)
+    app.include_router(ws.router)
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        """The service is up and its database answers."""
+        db: DatabaseManager = request.app.state.db
+        return {"status": "ok", "engine": db.dialect.value,
+                "schema_version": await db.schema_version()}
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> Response:
+        return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html",
+                            headers=DASHBOARD_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    # Outermost first: refuse strangers before reading their bodies.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if required_token is not None:
+        app.add_middleware(TokenAuth, token=required_token)
+    else:
+        app.add_middleware(LocalOnly, allowed_hosts=tuple(allowed_hosts))
+    app.state.token_required = required_token is not None
+    return app

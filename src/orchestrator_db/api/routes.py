@@ -1,0 +1,449 @@
+"""REST routes under ``/api/``: thin handlers over ``DatabaseManager``.
+
+Every list takes the library's filters plus ``limit`` (1-1000), ``order`` and an opaque
+``cursor``, and answers ``{"items": [...], "next_cursor": ...}``. Request bodies are the library's
+payload models, so the API validates exactly what the library does. Log lines are append-only
+facts: they can be created, read and deleted (e.g. to remove a leaked secret) but not edited.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+from pydantic_core import to_json
+
+from ..errors import NotFoundError, ValidationError
+from ..manager import DatabaseManager
+from ..models import (
+    Agent,
+    AgentCreate,
+    AgentLog,
+    AgentLogCreate,
+    AgentStatus,
+    AgentUpdate,
+    Level,
+    OrchestratorAgent,
+    OrchestratorAgentCreate,
+    OrchestratorAgentStatus,
+    OrchestratorAgentUpdate,
+    Prompt,
+    PromptCreate,
+    PromptStatus,
+    PromptUpdate,
+    SystemLog,
+    SystemLogCreate,
+)
+from ..pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from .schemas import (
+    AgentLogPage,
+    AgentPage,
+    CostSummary,
+    OrchestratorAgentPage,
+    Position,
+    PromptPage,
+    SessionPage,
+    SessionSummary,
+    Stats,
+    SystemLogPage,
+    error_responses,
+)
+
+router = APIRouter(prefix="/api")
+
+
+async def get_db(request: Request) -> DatabaseManager:
+    """The process's one DatabaseManager, opened by the app's lifespan (async: no thread hop)."""
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+Db = Annotated[DatabaseManager, Depends(get_db)]
+
+# List filters are one query model per resource: FastAPI validates the model in one pydantic call
+# (eleven separate parameters cost more than the SQLite query of a 100-row page) and still lists
+# each field in /openapi.json. Unknown query parameters are ignored. Text filters are bounded and
+# NUL-free (PostgreSQL text cannot hold NUL) before they reach the driver as parameters.
+NO_NUL = r"^[^\x00]*$"
+TextFilter = Annotated[str | None, Field(max_length=1000, pattern=NO_NUL)]
+IdFilter = Annotated[str | None, Field(max_length=100, description="A UUID.")]
+
+
+class _Page(BaseModel):
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Rows per page.")
+    cursor: str | None = Field(None, max_length=1000, pattern=NO_NUL,
+                               description="`next_cursor` of the previous page.")
+
+
+class _List(_Page):
+    order: Literal["asc", "desc"] = Field("asc", description="By (created_at, id).")
+
+
+class _TimeRange(BaseModel):
+    since: datetime | None = Field(None, description="Only rows created at or after (ISO 8601).")
+    until: datetime | None = Field(None, description="Only rows created before (ISO 8601).")
+
+
+class OrchestratorAgentQuery(_List):
+    status: OrchestratorAgentStatus | None = None
+    agent_type: TextFilter = None
+    name: TextFilter = Field(None, description="The unique name: at most one result.")
+
+
+class AgentQuery(_List, _TimeRange):
+    session_id: TextFilter = None
+    orchestrator_agent_id: IdFilter = None
+    status: AgentStatus | None = None
+
+
+class PromptQuery(_List, _TimeRange):
+    agent_id: IdFilter = None
+    session_id: TextFilter = None
+    status: PromptStatus | None = None
+    model: TextFilter = None
+
+
+class AgentLogQuery(_List, _TimeRange):
+    agent_id: IdFilter = None
+    session_id: TextFilter = None
+    log_level: Level | None = None
+    min_level: Level | None = Field(None, description="This level and above.")
+    log_type: TextFilter = None
+
+
+class SystemLogQuery(_List, _TimeRange):
+    log_level: Level | None = None
+    min_level: Level | None = Field(None, description="This level and above.")
+    source: TextFilter = None
+
+
+class CostQuery(_TimeRange):
+    group_by: Literal["session", "agent", "orchestrator_agent", "model", "day"] = Field(
+        "session", description="How to group.")
+
+
+RowId = Annotated[str, Path(description="The record's UUID.")]
+
+LIST_ERRORS = error_responses(400)
+GET_ERRORS = error_responses(400, 404)
+CREATE_ERRORS = error_responses(400, 409, 413, 422)
+UPDATE_ERRORS = error_responses(400, 404, 409, 413, 422)
+DELETE_ERRORS = error_responses(400, 404, 409)
+
+
+def found(row: dict[str, Any] | None, what: str, row_id: str) -> dict[str, Any]:
+    """Return ``row`` or raise NotFoundError naming the record."""
+    if row is None:
+        raise NotFoundError(f"{what} {row_id} does not exist", field="id")
+    return row
+
+
+def ensure(changed: bool, what: str, row_id: str) -> None:
+    """Raise NotFoundError when an update or delete touched no row."""
+    if not changed:
+        raise NotFoundError(f"{what} {row_id} does not exist", field="id")
+
+
+class JSONBytes(Response):
+    """A JSON response serialised by pydantic-core.
+
+    Handlers return the library's dicts through this instead of letting FastAPI validate them
+    against ``response_model`` first: the records are already in their documented shape (the
+    models describe them for /openapi.json), and skipping the second validation and the stdlib
+    encoder keeps a 100-row page close to the cost of the library call (benchmarks/bench_api.py).
+    """
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
+
+def page_body(page: Page) -> JSONBytes:
+    """The list envelope."""
+    return JSONBytes({"items": page.items, "next_cursor": page.next_cursor})
+
+
+# orchestrator agents ---------------------------------------------------------------------------
+@router.get("/orchestrator-agents", response_model=OrchestratorAgentPage,
+            tags=["orchestrator agents"], responses=LIST_ERRORS)
+async def list_orchestrator_agents(
+    db: Db, q: Annotated[OrchestratorAgentQuery, Query()]
+) -> Response:
+    """List orchestrator agent definitions (``name=`` finds one by its unique name)."""
+    filters = q.model_dump()
+    name = filters.pop("name")
+    if name is not None:
+        row = await db.get_orchestrator_agent_by_name(name)
+        rows = [row] if row is not None and (q.status is None or row["status"] == q.status) and (
+            q.agent_type is None or row["agent_type"] == q.agent_type) else []
+        return JSONBytes({"items": rows, "next_cursor": None})
+    return page_body(await db.page_orchestrator_agents(**filters))
+
+
+@router.post("/orchestrator-agents", status_code=201, response_model=OrchestratorAgent,
+             tags=["orchestrator agents"], responses=CREATE_ERRORS)
+async def create_orchestrator_agent(db: Db, body: OrchestratorAgentCreate) -> dict[str, Any]:
+    """Create an orchestrator agent definition (409 if the name is taken)."""
+    row_id = await db.create_orchestrator_agent(**body.model_dump())
+    return found(await db.get_orchestrator_agent(row_id), "orchestrator agent", row_id)
+
+
+@router.get("/orchestrator-agents/{orchestrator_agent_id}", response_model=OrchestratorAgent,
+            tags=["orchestrator agents"], responses=GET_ERRORS)
+async def get_orchestrator_agent(db: Db, orchestrator_agent_id: RowId) -> dict[str, Any]:
+    """Return one orchestrator agent."""
+    return found(await db.get_orchestrator_agent(orchestrator_agent_id), "orchestrator agent",
+                 orchestrator_agent_id)
+
+
+@router.patch("/orchestrator-agents/{orchestrator_agent_id}", response_model=OrchestratorAgent,
+              tags=["orchestrator agents"], responses=UPDATE_ERRORS)
+async def update_orchestrator_agent(db: Db, orchestrator_agent_id: RowId,
+                                    body: OrchestratorAgentUpdate) -> dict[str, Any]:
+    """Change the given fields of an orchestrator agent."""
+    async with db.transaction():
+        changed = await db.update_orchestrator_agent(orchestrator_agent_id,
+                                                     **body.model_dump(exclude_unset=True))
+        ensure(changed, "orchestrator agent", orchestrator_agent_id)
+        row = await db.get_orchestrator_agent(orchestrator_agent_id)
+    return found(row, "orchestrator agent", orchestrator_agent_id)
+
+
+@router.delete("/orchestrator-agents/{orchestrator_agent_id}", status_code=204,
+               tags=["orchestrator agents"], responses=DELETE_ERRORS)
+async def delete_orchestrator_agent(
+    db: Db, orchestrator_agent_id: RowId,
+    cascade: Annotated[bool, Query(description="Also delete its agents, their prompts and "
+                                               "logs; without it, 409 while agents exist.")] = False,
+) -> Response:
+    """Delete an orchestrator agent."""
+    deleted = await db.delete_orchestrator_agent(orchestrator_agent_id, cascade=cascade)
+    ensure(deleted, "orchestrator agent", orchestrator_agent_id)
+    return Response(status_code=204)
+
+
+# agents ----------------------------------------------------------------------------------------
+@router.get("/agents", response_model=AgentPage, tags=["agents"], responses=LIST_ERRORS)
+async def list_agents(db: Db, q: Annotated[AgentQuery, Query()]) -> Response:
+    """List runtime agents."""
+    return page_body(await db.page_agents(**q.model_dump()))
+
+
+@router.post("/agents", status_code=201, response_model=Agent, tags=["agents"],
+             responses=CREATE_ERRORS)
+async def create_agent(db: Db, body: AgentCreate) -> dict[str, Any]:
+    """Create a runtime agent in a session (409 if the orchestrator agent does not exist)."""
+    row_id = await db.create_agent(**body.model_dump())
+    return found(await db.get_agent(row_id), "agent", row_id)
+
+
+@router.get("/agents/{agent_id}", response_model=Agent, tags=["agents"], responses=GET_ERRORS)
+async def get_agent(db: Db, agent_id: RowId) -> dict[str, Any]:
+    """Return one runtime agent."""
+    return found(await db.get_agent(agent_id), "agent", agent_id)
+
+
+@router.patch("/agents/{agent_id}", response_model=Agent, tags=["agents"],
+              responses=UPDATE_ERRORS)
+async def update_agent(db: Db, agent_id: RowId, body: AgentUpdate) -> dict[str, Any]:
+    """Change the given fields of a runtime agent.
+
+    Setting ``status`` to ``executing`` fills ``started_at``, and to a final status
+    (completed, failed, cancelled) fills ``completed_at``, unless given or already set.
+    """
+    fields = body.model_dump(exclude_unset=True)
+    status = fields.pop("status", None)
+    if status is None and not fields:
+        raise ValidationError("no fields to update; allowed fields: "
+                              + ", ".join(sorted(AgentUpdate.model_fields)))
+    async with db.transaction():
+        if status is not None:
+            changed = await db.update_agent_status(
+                agent_id, status, started_at=fields.pop("started_at", None),
+                completed_at=fields.pop("completed_at", None))
+            ensure(changed, "agent", agent_id)
+        if fields:
+            changed = await db.update_agent(agent_id, **fields)
+            ensure(changed, "agent", agent_id)
+        row = await db.get_agent(agent_id)
+    return found(row, "agent", agent_id)
+
+
+@router.delete("/agents/{agent_id}", status_code=204, tags=["agents"], responses=DELETE_ERRORS)
+async def delete_agent(db: Db, agent_id: RowId) -> Response:
+    """Delete a runtime agent with its prompts and logs."""
+    ensure(await db.delete_agent(agent_id), "agent", agent_id)
+    return Response(status_code=204)
+
+
+# prompts ---------------------------------------------------------------------------------------
+@router.get("/prompts", response_model=PromptPage, tags=["prompts"], responses=LIST_ERRORS)
+async def list_prompts(db: Db, q: Annotated[PromptQuery, Query()]) -> Response:
+    """List prompts with their responses, tokens and cost."""
+    return page_body(await db.page_prompts(**q.model_dump()))
+
+
+@router.post("/prompts", status_code=201, response_model=Prompt, tags=["prompts"],
+             responses=CREATE_ERRORS)
+async def create_prompt(db: Db, body: PromptCreate) -> dict[str, Any]:
+    """Record a prompt sent to an agent (409 if the agent does not exist)."""
+    row_id = await db.create_prompt(**body.model_dump())
+    return found(await db.get_prompt(row_id), "prompt", row_id)
+
+
+@router.get("/prompts/{prompt_id}", response_model=Prompt, tags=["prompts"],
+            responses=GET_ERRORS)
+async def get_prompt(db: Db, prompt_id: RowId) -> dict[str, Any]:
+    """Return one prompt."""
+    return found(await db.get_prompt(prompt_id), "prompt", prompt_id)
+
+
+@router.patch("/prompts/{prompt_id}", response_model=Prompt, tags=["prompts"],
+              responses=UPDATE_ERRORS)
+async def update_prompt(db: Db, prompt_id: RowId, body: PromptUpdate) -> dict[str, Any]:
+    """Change the given fields of a prompt (e.g. store its response, tokens and cost)."""
+    async with db.transaction():
+        changed = await db.update_prompt(prompt_id, **body.model_dump(exclude_unset=True))
+        ensure(changed, "prompt", prompt_id)
+        row = await db.get_prompt(prompt_id)
+    return found(row, "prompt", prompt_id)
+
+
+@router.delete("/prompts/{prompt_id}", status_code=204, tags=["prompts"],
+               responses=DELETE_ERRORS)
+async def delete_prompt(db: Db, prompt_id: RowId) -> Response:
+    """Delete a prompt."""
+    ensure(await db.delete_prompt(prompt_id), "prompt", prompt_id)
+    return Response(status_code=204)
+
+
+# agent logs ------------------------------------------------------------------------------------
+@router.get("/agent-logs", response_model=AgentLogPage, tags=["agent logs"],
+            responses=LIST_ERRORS)
+async def list_agent_logs(db: Db, q: Annotated[AgentLogQuery, Query()]) -> Response:
+    """List agent log lines."""
+    return page_body(await db.page_agent_logs(**q.model_dump()))
+
+
+@router.post("/agent-logs", status_code=201, response_model=AgentLog, tags=["agent logs"],
+             responses=CREATE_ERRORS)
+async def create_agent_log(db: Db, body: AgentLogCreate) -> dict[str, Any]:
+    """Write one agent log line (409 if the agent does not exist)."""
+    fields = body.model_dump()
+    row_id = await db.create_agent_log(fields.pop("agent_id"), fields.pop("message"), **fields)
+    return found(await db.get_agent_log(row_id), "agent log", row_id)
+
+
+@router.get("/agent-logs/{log_id}", response_model=AgentLog, tags=["agent logs"],
+            responses=GET_ERRORS)
+async def get_agent_log(db: Db, log_id: RowId) -> dict[str, Any]:
+    """Return one agent log line."""
+    return found(await db.get_agent_log(log_id), "agent log", log_id)
+
+
+@router.delete("/agent-logs/{log_id}", status_code=204, tags=["agent logs"],
+               responses=DELETE_ERRORS)
+async def delete_agent_log(db: Db, log_id: RowId) -> Response:
+    """Delete one agent log line."""
+    ensure(await db.delete_agent_log(log_id), "agent log", log_id)
+    return Response(status_code=204)
+
+
+# system logs -----------------------------------------------------------------------------------
+@router.get("/system-logs", response_model=SystemLogPage, tags=["system logs"],
+            responses=LIST_ERRORS)
+async def list_system_logs(db: Db, q: Annotated[SystemLogQuery, Query()]) -> Response:
+    """List system log lines."""
+    return page_body(await db.page_system_logs(**q.model_dump()))
+
+
+@router.post("/system-logs", status_code=201, response_model=SystemLog, tags=["system logs"],
+             responses=CREATE_ERRORS)
+async def create_system_log(db: Db, body: SystemLogCreate) -> dict[str, Any]:
+    """Write one system log line."""
+    fields = body.model_dump()
+    row_id = await db.create_system_log(fields.pop("message"), **fields)
+    return found(await db.get_system_log(row_id), "system log", row_id)
+
+
+@router.get("/system-logs/{log_id}", response_model=SystemLog, tags=["system logs"],
+            responses=GET_ERRORS)
+async def get_system_log(db: Db, log_id: RowId) -> dict[str, Any]:
+    """Return one system log line."""
+    return found(await db.get_system_log(log_id), "system log", log_id)
+
+
+@router.delete("/system-logs/{log_id}", status_code=204, tags=["system logs"],
+               responses=DELETE_ERRORS)
+async def delete_system_log(db: Db, log_id: RowId) -> Response:
+    """Delete one system log line."""
+    ensure(await db.delete_system_log(log_id), "system log", log_id)
+    return Response(status_code=204)
+
+
+# aggregates ------------------------------------------------------------------------------------
+def _offset_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"s:{offset}".encode()).decode().rstrip("=")
+
+
+def _offset_from(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+        kind, _, number = text.partition(":")
+        offset = int(number)
+        if kind != "s" or offset < 0:
+            raise ValueError(text)
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError(
+            "cursor is malformed: pass back the next_cursor of a previous page unchanged",
+            field="cursor") from exc
+    return offset
+
+
+@router.get("/sessions", response_model=SessionPage, tags=["aggregates"], responses=LIST_ERRORS)
+async def list_sessions(db: Db, q: Annotated[_Page, Query()]) -> dict[str, Any]:
+    """Session summaries, most recently active first."""
+    offset = _offset_from(q.cursor)
+    items = await db.list_sessions(limit=q.limit, offset=offset)
+    next_cursor = _offset_cursor(offset + q.limit) if len(items) == q.limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/sessions/{session_id}/summary", response_model=SessionSummary,
+            tags=["aggregates"], responses=GET_ERRORS)
+async def session_summary(
+    db: Db, session_id: Annotated[str, Path(description="The session id.")]
+) -> dict[str, Any]:
+    """Agents by status, prompts, tokens, cost and first/last activity of one session."""
+    if "\x00" in session_id or len(session_id) > 1000:
+        raise ValidationError("session_id must be at most 1000 characters, without NUL",
+                              field="session_id")
+    summary = await db.session_summary(session_id)
+    if summary is None:
+        raise NotFoundError(f"session {session_id!r} has no agents", field="session_id")
+    return summary
+
+
+@router.get("/costs", response_model=CostSummary, tags=["aggregates"], responses=LIST_ERRORS)
+async def costs(db: Db, q: Annotated[CostQuery, Query()]) -> dict[str, Any]:
+    """Prompts, tokens and cost grouped by session, agent, orchestrator_agent, model or day."""
+    items = await db.cost_summary(**q.model_dump())
+    return {"group_by": q.group_by, "items": items}
+
+
+@router.get("/stats", response_model=Stats, tags=["aggregates"])
+async def stats(db: Db) -> dict[str, Any]:
+    """Row counts, size on disk, engine and schema version."""
+    return await db.stats()
+
+
+@router.get("/events/position", response_model=Position, tags=["live events"])
+async def events_position(request: Request) -> dict[str, Any]:
+    """The newest change-feed position (connect to /ws/events with ``after=`` it)."""
+    return {"position": await request.app.state.feed.current_position()}

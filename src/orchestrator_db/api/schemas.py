@@ -1,0 +1,148 @@
+"""Response models of the service (request bodies are the library's payload models).
+
+The record models come from ``orchestrator_db.models``; this module adds the list envelope
+``{"items": [...], "next_cursor": ...}`` per record, the aggregates and the error shape, so that
+``/openapi.json`` describes every response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..models import (
+    Agent,
+    AgentLog,
+    AgentStatus,
+    OrchestratorAgent,
+    Prompt,
+    SystemLog,
+)
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    type: str = Field(description="The error class, e.g. ValidationError, NotFoundError.")
+    message: str = Field(description="One sentence for a human, naming the field if any.")
+    field: str | None = Field(None, description="The field or parameter at fault, if any.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx/5xx response."""
+
+    error: ErrorDetail
+
+
+NEXT_CURSOR = Field(None, description="Pass as `cursor` to get the next page; null on the last.")
+
+
+class OrchestratorAgentPage(BaseModel):
+    """One page of orchestrator agents."""
+
+    items: list[OrchestratorAgent]
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class AgentPage(BaseModel):
+    """One page of runtime agents."""
+
+    items: list[Agent]
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class PromptPage(BaseModel):
+    """One page of prompts."""
+
+    items: list[Prompt]
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class AgentLogPage(BaseModel):
+    """One page of agent log lines."""
+
+    items: list[AgentLog]
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class SystemLogPage(BaseModel):
+    """One page of system log lines."""
+
+    items: list[SystemLog]
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class SessionSummary(BaseModel):
+    """Agents by status, prompts, tokens, cost and first/last activity of one session."""
+
+    session_id: str
+    status: AgentStatus = Field(description="executing/pending/failed if any agent is, else "
+                                            "cancelled or completed.")
+    agents: int
+    agents_by_status: dict[str, int]
+    prompts: int
+    tokens_input: int
+    tokens_output: int
+    cost_usd: float
+    first_activity: str
+    last_activity: str
+
+
+class SessionPage(BaseModel):
+    """Sessions, most recently active first."""
+
+    items: list[SessionSummary]
+    next_cursor: str | None = NEXT_CURSOR
+
+
+class CostRow(BaseModel):
+    """Prompts, tokens and cost of one group."""
+
+    key: str | None = Field(description="The session id, agent id, orchestrator agent id, "
+                                        "model or day (YYYY-MM-DD).")
+    name: str | None = Field(description="The agent or orchestrator agent name, if any.")
+    prompts: int
+    tokens_input: int
+    tokens_output: int
+    cost_usd: float
+
+
+class CostSummary(BaseModel):
+    """Cost grouped one way, groups sorted by key."""
+
+    group_by: str
+    items: list[CostRow]
+
+
+class Stats(BaseModel):
+    """Row counts, size on disk, engine and schema version."""
+
+    engine: str
+    location: str
+    schema_version: int
+    size_bytes: int | None
+    counts: dict[str, int]
+
+
+class Health(BaseModel):
+    """The service is up and its database answers."""
+
+    status: str
+    engine: str
+    schema_version: int
+
+
+class Position(BaseModel):
+    """The newest change-feed position: pass it as `after` to /ws/events to miss nothing."""
+
+    position: int
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the given error codes."""
+    text = {400: "Invalid parameter or field value", 401: "Missing or wrong API token",
+            404: "No such record", 409: "Conflicts with existing records",
+            413: "Request body too large", 422: "Request body does not match its schema"}
+    return {code: {"model": ErrorResponse, "description": text.get(code, "Error")}
+            for code in codes}

@@ -1,0 +1,229 @@
+"""Token authentication and request-body limits, as plain ASGI middleware.
+
+Both run before FastAPI reads anything, so a request without the token or with an oversized body
+costs the server almost nothing.
+
+Authentication (only when the app has a token): a request proves it knows the token with an
+``Authorization: Bearer <token>`` header, a ``?token=<token>`` query parameter (what browsers can
+do for a WebSocket) or the ``orchestrator_db_token`` cookie. The cookie is set when a page is
+opened with a valid ``?token=``, so the dashboard's own static files, fetches and WebSocket are
+authenticated without the token sitting in every URL; it is HttpOnly and SameSite=Strict, so
+other sites cannot make a browser use it (no CSRF). ``/healthz`` stays open for load-balancer
+probes; it says nothing about the data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from .errors import error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+COOKIE = "orchestrator_db_token"
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any],
+                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send a complete JSON HTTP response."""
+    data = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start", "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()), *(headers or [])],
+    })
+    await send({"type": "http.response.body", "body": data})
+
+
+async def deny_websocket(scope: Scope, receive: Receive, send: Send, status: int,
+                         body: dict[str, Any]) -> None:
+    """Refuse a WebSocket handshake with an HTTP status when the server can, else close 1008."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        data = json.dumps(body).encode()
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(data)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": data})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+class TokenAuth:
+    """Require the API token on every HTTP request and WebSocket except ``OPEN_PATHS``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token.encode()
+
+    def _matches(self, candidate: str | None) -> bool:
+        return candidate is not None and hmac.compare_digest(candidate.encode(), self._token)
+
+    def check(self, scope: Scope) -> tuple[bool, bool]:
+        """Return (authenticated, came-by-query-string)."""
+        headers = _headers(scope)
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and self._matches(value.strip()):
+            return True, False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if any(self._matches(v) for v in query.get("token", [])):
+            return True, True
+        cookie = SimpleCookie()
+        try:
+            cookie.load(headers.get("cookie", ""))
+        except Exception:  # a malformed cookie header is just not a token
+            return False, False
+        morsel = cookie.get(COOKIE)
+        return (morsel is not None and self._matches(morsel.value)), False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        ok, by_query = self.check(scope)
+        if not ok:
+            body = error_body(
+                "Unauthorized",
+                "this server requires its API token: send 'Authorization: Bearer <token>' "
+                "(or ?token=<token> from a browser)",
+            )
+            if scope["type"] == "websocket":
+                await deny_websocket(scope, receive, send, 401, body)
+            else:
+                await send_json(send, 401, body, [(b"www-authenticate", b"Bearer")])
+            return
+        if not (by_query and scope["type"] == "http"):
+            await self.app(scope, receive, send)
+            return
+        secure = "; Secure" if scope.get("scheme") == "https" else ""
+        set_cookie = (f"{COOKIE}={self._token.decode()}; Path=/; HttpOnly; "
+                      f"SameSite=Strict{secure}").encode("latin-1")
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", set_cookie)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class LocalOnly:
+    """Without a token, answer only requests addressed to this machine by a loopback name.
+
+    Loopback needs no token, but a web page the user visits can still make the browser talk to
+    127.0.0.1. Two checks keep such pages out: the Host header must be a loopback name (a DNS
+    rebinding attack sends the attacker's domain there), and a WebSocket's Origin, when a browser
+    sends one, must be the server itself (no cross-site WebSocket hijacking; plain fetches are
+    already kept from reading responses by the same-origin policy, and FastAPI parses JSON only
+    from JSON requests, which a cross-site form cannot send).
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES) -> None:
+        self.app = app
+        self.allowed = frozenset(h.lower().strip("[]") for h in allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        host = headers.get("host", "")
+        problem = None
+        if _host_name(host) not in self.allowed:
+            problem = (f"host {host!r} is not allowed: without an API token this server only "
+                       f"answers requests addressed to {', '.join(sorted(self.allowed))} "
+                       "(embedders: create_app(allowed_hosts=[...]))")
+        elif scope["type"] == "websocket" and "origin" in headers:
+            origin = headers["origin"].lower()
+            if origin.split("://", 1)[-1] != host.lower():
+                problem = f"cross-origin WebSocket from {origin!r} refused"
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        body = error_body("Forbidden", problem)
+        if scope["type"] == "websocket":
+            await deny_websocket(scope, receive, send, 403, body)
+        else:
+            await send_json(send, 403, body)
+
+
+class BodyLimit:
+    """Answer 413 to any request whose body is larger than ``max_bytes``.
+
+    A declared Content-Length is checked before reading anything; a chunked body is read up to
+    the limit and no further. The body is buffered (at most ``max_bytes``) and replayed to the app.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _too_large(self, send: Send) -> None:
+        await send_json(send, 413, error_body(
+            "PayloadTooLarge", f"request body is larger than {self.max_bytes} bytes"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _headers(scope).get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_bytes:
+                    await self._too_large(send)
+                    return
+            except ValueError:
+                await send_json(send, 400, error_body("BadRequest", "invalid Content-Length"))
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -1,0 +1,111 @@
+// Building the DOM without HTML strings: every piece of text (agent names, LLM prompts and
+// responses, log messages) becomes a Text node, so it can never be parsed as markup.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function append(parent, child) {
+  if (child === null || child === undefined || child === false) return;
+  if (Array.isArray(child)) {
+    for (const c of child) append(parent, c);
+  } else if (child instanceof Node) {
+    parent.appendChild(child);
+  } else {
+    parent.appendChild(document.createTextNode(String(child)));
+  }
+}
+
+function setAttrs(node, attrs) {
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.setAttribute("class", value);
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") {
+      node.addEventListener(key.slice(2), value);
+    } else node.setAttribute(key, value === true ? "" : String(value));
+  }
+}
+
+/** h("div", {class: "x"}, "text", child, [more]) — an HTML element. */
+export function h(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  setAttrs(node, attrs);
+  append(node, children);
+  return node;
+}
+
+/** s("rect", {x: 1}) — an SVG element. */
+export function s(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  setAttrs(node, attrs);
+  append(node, children);
+  return node;
+}
+
+/** Replace the children of `node`. */
+export function mount(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+  return node;
+}
+
+export function fmtCost(value) {
+  const v = Number(value || 0);
+  if (v === 0) return "$0.00";
+  if (v < 0.01) return "$" + v.toFixed(4);
+  return "$" + v.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+export function fmtInt(value) {
+  return Number(value || 0).toLocaleString();
+}
+
+export function fmtTime(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+}
+
+export function fmtClock(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return d.toLocaleTimeString(undefined, { hour12: false }) + "." +
+    String(d.getMilliseconds()).padStart(3, "0");
+}
+
+export function fmtDuration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  const sec = ms / 1000;
+  if (sec < 60) return `${sec.toFixed(1)} s`;
+  const min = Math.floor(sec / 60);
+  if (min < 60) return `${min} min ${Math.round(sec % 60)} s`;
+  return `${Math.floor(min / 60)} h ${min % 60} min`;
+}
+
+export function fmtAgo(iso) {
+  if (!iso) return "—";
+  const sec = (Date.now() - new Date(iso).getTime()) / 1000;
+  if (sec < 5) return "just now";
+  if (sec < 60) return `${Math.round(sec)} s ago`;
+  if (sec < 3600) return `${Math.round(sec / 60)} min ago`;
+  if (sec < 86400) return `${Math.round(sec / 3600)} h ago`;
+  return `${Math.round(sec / 86400)} d ago`;
+}
+
+export function badge(status) {
+  return h("span", { class: `badge badge-${String(status).toLowerCase()}` }, status);
+}
+
+export function empty(text) {
+  return h("div", { class: "empty" }, text);
+}
+
+export function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}

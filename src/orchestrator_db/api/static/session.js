@@ -1,0 +1,325 @@
+// One session: its agents, a timeline of their steps, prompts with tokens and cost, cost over
+// time and a live log tail. Live changes arrive over /ws/events?session_id=...
+
+import { LEVELS, get, getAll, levelRank } from "./api.js";
+import { cumulativeCostChart } from "./chart.js";
+import {
+  badge, debounce, empty, fmtClock, fmtCost, fmtDuration, fmtInt, fmtTime, h, mount,
+} from "./dom.js";
+
+const STEP_TYPES = ["step_start", "step_end", "state_change"];
+const TAIL_MAX = 1000;
+
+function kpi(label, value, sub) {
+  return h("div", { class: "kpi" },
+    h("div", { class: "kpi-label" }, label),
+    h("div", { class: "kpi-value" }, value),
+    sub ? h("div", { class: "kpi-sub" }, sub) : null);
+}
+
+function card(title, sub, ...body) {
+  return h("section", { class: "card" },
+    h("div", { class: "card-head" }, h("h2", {}, title), sub), ...body);
+}
+
+function ms(a, b) {
+  if (!a) return null;
+  return (b ? new Date(b) : new Date()).getTime() - new Date(a).getTime();
+}
+
+export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessionId) {
+  mount(crumbs,
+    h("a", { class: "crumb", href: "#/" }, "Sessions"),
+    h("span", { class: "crumb-sep", "aria-hidden": "true" }, "/"),
+    h("span", { class: "crumb current mono" }, sessionId));
+
+  const state = {
+    agents: new Map(), // id -> agent
+    oaNames: new Map(), // orchestrator_agent_id -> name
+    logs: [], // tail, oldest first
+    logIds: new Set(),
+    steps: [],
+    stepIds: new Set(),
+    prompts: [],
+    minLevel: "DEBUG",
+    follow: true,
+  };
+
+  const title = h("div", { class: "page-title" });
+  const kpis = h("section", { class: "kpis" });
+  const agentsBody = h("tbody");
+  const gantt = h("div", { class: "gantt" });
+  const stepsList = h("ol", { class: "timeline", id: "timeline" });
+  const promptsBody = h("div", { class: "prompts", id: "prompts" });
+  const costChart = h("div", { class: "chart-wrap" });
+  const tail = h("div", { class: "tail", id: "log-tail", role: "log", "aria-live": "polite" });
+  const levelSelect = h("select", { id: "level-filter", "aria-label": "Minimum level",
+    onchange: () => { state.minLevel = levelSelect.value; renderTail(); } },
+  LEVELS.map((l) => h("option", { value: l }, l === "DEBUG" ? "All levels" : `${l} and above`)));
+  const followBox = h("input", { type: "checkbox", checked: true,
+    onchange: () => { state.follow = followBox.checked; if (state.follow) scrollTail(); } });
+  const tailCount = h("span", { class: "muted" });
+
+  mount(view,
+    title,
+    kpis,
+    h("div", { class: "grid-2" },
+      card("Agents", h("span", { class: "muted" }, "runtime agents in this session"),
+        h("div", { class: "table-scroll" }, h("table", { class: "table", id: "agents" },
+          h("thead", {}, h("tr", {},
+            h("th", {}, "Agent"), h("th", {}, "Model"), h("th", {}, "Status"),
+            h("th", {}, "Started"), h("th", { class: "num" }, "Duration"))),
+          agentsBody)),
+        gantt),
+      card("Cost over time", h("span", { class: "muted" }, "cumulative, this session"),
+        costChart)),
+    h("div", { class: "grid-2" },
+      card("Timeline", h("span", { class: "muted" }, "steps and state changes"),
+        h("div", { class: "timeline-scroll" }, stepsList)),
+      card("Live log", h("div", { class: "tail-controls" }, tailCount, levelSelect,
+        h("label", { class: "follow" }, followBox, "Follow")),
+      tail)),
+    card("Prompts", h("span", { class: "muted" }, "with response, tokens and cost"),
+      promptsBody));
+
+  const agentName = (agentId) => {
+    const a = state.agents.get(agentId);
+    if (!a) return agentId ? agentId.slice(0, 8) : "—";
+    return a.name || state.oaNames.get(a.orchestrator_agent_id) || a.id.slice(0, 8);
+  };
+
+  async function loadNames() {
+    const missing = [...new Set([...state.agents.values()].map((a) => a.orchestrator_agent_id))]
+      .filter((id) => !state.oaNames.has(id));
+    await Promise.all(missing.map(async (id) => {
+      try {
+        const oa = await get(`/api/orchestrator-agents/${encodeURIComponent(id)}`);
+        state.oaNames.set(id, oa.name);
+      } catch {
+        state.oaNames.set(id, id.slice(0, 8));
+      }
+    }));
+  }
+
+  // --- header and KPIs ---------------------------------------------------------------------
+  async function loadSummary() {
+    let summary;
+    try {
+      summary = await get(`/api/sessions/${encodeURIComponent(sessionId)}/summary`);
+    } catch (err) {
+      if (err.status === 404) {
+        mount(title, h("h1", {}, "Session not found"));
+        return;
+      }
+      throw err;
+    }
+    mount(title,
+      h("h1", {}, h("span", { class: "muted" }, "Session "), h("span", { class: "mono" }, sessionId)),
+      badge(summary.status));
+    mount(kpis,
+      kpi("Agents", fmtInt(summary.agents),
+        Object.entries(summary.agents_by_status).filter(([, n]) => n)
+          .map(([s, n]) => `${n} ${s}`).join(" · ")),
+      kpi("Prompts", fmtInt(summary.prompts)),
+      kpi("Tokens", fmtInt(summary.tokens_input + summary.tokens_output),
+        `${fmtInt(summary.tokens_input)} in · ${fmtInt(summary.tokens_output)} out`),
+      kpi("Cost", fmtCost(summary.cost_usd)),
+      kpi("Duration", fmtDuration(ms(summary.first_activity, summary.last_activity)),
+        `since ${fmtTime(summary.first_activity)}`));
+  }
+
+  // --- agents ------------------------------------------------------------------------------
+  async function loadAgents() {
+    const agents = await getAll("/api/agents", { session_id: sessionId });
+    for (const a of agents) state.agents.set(a.id, a);
+    await loadNames();
+    renderAgents();
+  }
+
+  function renderAgents() {
+    const agents = [...state.agents.values()].sort((a, b) => a.created_at.localeCompare(b.created_at));
+    mount(agentsBody, agents.length ? agents.map((a) => h("tr", { dataset: { agent: a.id } },
+      h("td", {}, h("div", { class: "strong" }, agentName(a.id)),
+        h("div", { class: "muted mono small" }, a.id.slice(0, 8))),
+      h("td", { class: "mono small" }, a.model || "—"),
+      h("td", {}, badge(a.status)),
+      h("td", { title: a.started_at || "" }, fmtTime(a.started_at)),
+      h("td", { class: "num" }, fmtDuration(ms(a.started_at, a.completed_at)))))
+      : h("tr", {}, h("td", { colspan: 5 }, empty("No agents."))));
+    renderGantt(agents);
+  }
+
+  function renderGantt(agents) {
+    const runs = agents.filter((a) => a.started_at);
+    if (!runs.length) { mount(gantt); return; }
+    const t0 = Math.min(...runs.map((a) => new Date(a.started_at).getTime()));
+    const t1 = Math.max(...runs.map((a) => (a.completed_at ? new Date(a.completed_at) : new Date()).getTime()), t0 + 1000);
+    mount(gantt, runs.map((a) => {
+      const start = new Date(a.started_at).getTime();
+      const end = a.completed_at ? new Date(a.completed_at).getTime() : Date.now();
+      const bar = h("div", { class: `gantt-bar gantt-${a.status}`,
+        title: `${agentName(a.id)}: ${fmtDuration(end - start)} (${a.status})` });
+      bar.style.left = `${(100 * (start - t0)) / (t1 - t0)}%`;
+      bar.style.width = `${Math.max(0.8, (100 * (end - start)) / (t1 - t0))}%`;
+      return h("div", { class: "gantt-row" },
+        h("div", { class: "gantt-label" }, agentName(a.id)),
+        h("div", { class: "gantt-track" }, bar));
+    }));
+  }
+
+  // --- timeline ----------------------------------------------------------------------------
+  async function loadSteps() {
+    const lists = await Promise.all(STEP_TYPES.map((t) =>
+      getAll("/api/agent-logs", { session_id: sessionId, log_type: t }, 2000)));
+    for (const row of lists.flat()) addStep(row, false);
+    renderSteps();
+  }
+
+  function addStep(row, render = true) {
+    if (!STEP_TYPES.includes(row.log_type) || state.stepIds.has(row.id)) return;
+    state.stepIds.add(row.id);
+    state.steps.push(row);
+    if (render) renderSteps();
+  }
+
+  function renderSteps() {
+    state.steps.sort((a, b) => a.created_at.localeCompare(b.created_at) || a.id.localeCompare(b.id));
+    mount(stepsList, state.steps.length ? state.steps.map((row) =>
+      h("li", { class: `step step-${row.log_type} level-${row.log_level.toLowerCase()}` },
+        h("span", { class: "step-dot", "aria-hidden": "true" }),
+        h("div", { class: "step-body" },
+          h("div", { class: "step-meta" },
+            h("span", { class: "mono small" }, fmtClock(row.created_at)),
+            h("span", { class: "chip" }, agentName(row.agent_id)),
+            h("span", { class: "step-type" }, row.log_type.replace("_", " "))),
+          h("div", { class: "step-msg" }, row.message))))
+      : empty("No steps recorded yet."));
+  }
+
+  // --- prompts -----------------------------------------------------------------------------
+  async function loadPrompts() {
+    state.prompts = await getAll("/api/prompts", { session_id: sessionId }, 2000);
+    renderPrompts();
+  }
+
+  function renderPrompts() {
+    const rows = [...state.prompts].sort((a, b) => b.created_at.localeCompare(a.created_at));
+    mount(promptsBody, rows.length ? h("table", { class: "table prompts-table" },
+      h("thead", {}, h("tr", {},
+        h("th", {}, "Time"), h("th", {}, "Agent"), h("th", {}, "Model"), h("th", {}, "Status"),
+        h("th", { class: "num" }, "In"), h("th", { class: "num" }, "Out"),
+        h("th", { class: "num" }, "Cost"), h("th", {}, "Prompt and response"))),
+      h("tbody", {}, rows.map((p) => h("tr", { dataset: { prompt: p.id } },
+        h("td", { class: "mono small nowrap" }, fmtClock(p.created_at)),
+        h("td", { class: "nowrap" }, agentName(p.agent_id)),
+        h("td", { class: "mono small" }, p.model || "—"),
+        h("td", {}, badge(p.status)),
+        h("td", { class: "num" }, fmtInt(p.tokens_input)),
+        h("td", { class: "num" }, fmtInt(p.tokens_output)),
+        h("td", { class: "num strong" }, fmtCost(p.cost_usd)),
+        h("td", { class: "prompt-cell" },
+          h("details", {},
+            h("summary", {}, h("span", { class: "prompt-preview" }, p.content)),
+            h("div", { class: "io-label" }, "Prompt"),
+            h("pre", { class: "io" }, p.content),
+            h("div", { class: "io-label" }, "Response"),
+            h("pre", { class: "io response" }, p.response === null ? "—" : p.response)),
+          p.response !== null
+            ? h("div", { class: "response-preview" }, p.response) : null)))))
+      : empty("No prompts yet."));
+    mount(costChart, rows.length
+      ? cumulativeCostChart(rows, { width: Math.max(320, costChart.clientWidth) })
+      : empty("No cost yet."));
+  }
+
+  // --- live log tail -----------------------------------------------------------------------
+  function logRow(row) {
+    return h("div", { class: `log level-${row.log_level.toLowerCase()}`, dataset: { id: row.id } },
+      h("span", { class: "log-time mono" }, fmtClock(row.created_at)),
+      h("span", { class: `log-level lvl-${row.log_level.toLowerCase()}` }, row.log_level),
+      h("span", { class: "log-agent" }, agentName(row.agent_id)),
+      h("span", { class: "log-type" }, row.log_type),
+      h("span", { class: "log-msg" }, row.message));
+  }
+
+  const visible = (row) => levelRank(row.log_level) >= levelRank(state.minLevel);
+
+  function renderTail() {
+    const rows = state.logs.filter(visible);
+    mount(tail, rows.length ? rows.map(logRow) : empty("Waiting for log lines…"));
+    tailCount.textContent = `${rows.length} lines`;
+    scrollTail();
+  }
+
+  function scrollTail() {
+    if (state.follow) tail.scrollTop = tail.scrollHeight;
+  }
+
+  function addLog(row) {
+    if (state.logIds.has(row.id)) return;
+    state.logIds.add(row.id);
+    state.logs.push(row);
+    if (state.logs.length > TAIL_MAX) {
+      const dropped = state.logs.splice(0, state.logs.length - TAIL_MAX);
+      for (const d of dropped) state.logIds.delete(d.id);
+      renderTail();
+      return;
+    }
+    if (!visible(row)) return;
+    if (tail.querySelector(".empty")) mount(tail);
+    tail.append(logRow(row));
+    tailCount.textContent = `${tail.childElementCount} lines`;
+    scrollTail();
+  }
+
+  async function loadTail() {
+    const page = await get("/api/agent-logs", { session_id: sessionId, order: "desc", limit: 300 });
+    for (const row of page.items.reverse()) addLog(row);
+    renderTail();
+  }
+
+  // --- wiring ------------------------------------------------------------------------------
+  // Take the feed position first: everything after it arrives over the socket, everything up
+  // to it is in the REST answers, so nothing falls in between (duplicates are skipped by id).
+  let position = null;
+  try {
+    position = (await get("/api/events/position")).position;
+  } catch {
+    position = null;
+  }
+  await loadSummary();
+  await loadAgents();
+  await Promise.all([loadSteps(), loadPrompts(), loadTail()]);
+
+  const refreshSummary = debounce(() => loadSummary().catch(() => {}), 400);
+  const refreshPrompts = debounce(() => loadPrompts().catch(() => {}), 400);
+  const refreshAgents = debounce(async () => {
+    await loadNames();
+    renderAgents();
+  }, 200);
+
+  const events = new LiveEvents({ session_id: sessionId }, {
+    after: position,
+    onState: setLive,
+    onEvent: (e) => {
+      if (e.table === "agent_logs" && e.row) {
+        addLog(e.row);
+        addStep(e.row);
+        refreshSummary();
+      } else if (e.table === "agents") {
+        if (e.op === "delete") state.agents.delete(e.id);
+        else if (e.row) state.agents.set(e.row.id, e.row);
+        refreshAgents();
+        refreshSummary();
+      } else if (e.table === "prompts") {
+        refreshPrompts();
+        refreshSummary();
+      }
+    },
+  });
+  const ticker = setInterval(() => {
+    if ([...state.agents.values()].some((a) => a.status === "executing")) renderGantt(
+      [...state.agents.values()].sort((a, b) => a.created_at.localeCompare(b.created_at)));
+  }, 2000);
+  return { cleanup: () => { events.close(); clearInterval(ticker); } };
+}

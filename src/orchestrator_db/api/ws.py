@@ -1,0 +1,115 @@
+"""WebSocket ``/ws/events``: every change, as JSON, from the process's one change feed.
+
+Query parameters: ``session_id``, ``agent_id``, ``min_level`` (log rows below it are skipped) and
+``after`` (a position: the events after it are replayed from the database first, then live ones
+follow, so a client that reconnects with its last position misses nothing).
+
+Each message is one ``ChangeEvent.to_dict()``. The server only sends; anything the client sends
+is ignored. A bad filter closes the socket with code 1008 after one ``{"error": ...}`` message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from ..models import LOG_LEVELS
+from .errors import error_body
+
+router = APIRouter()
+logger = logging.getLogger("orchestrator_db.api")
+
+
+def _filters(params: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Parse the query parameters into subscribe() arguments, or an error body."""
+    out: dict[str, Any] = {}
+    after = params.get("after")
+    if after not in (None, ""):
+        try:
+            out["after"] = int(after)
+            if out["after"] < 0:
+                raise ValueError(after)
+        except ValueError:
+            return out, error_body("ValidationError",
+                                   f"after must be a whole number ≥ 0, got {after!r}", "after")
+    session_id = params.get("session_id")
+    if session_id not in (None, ""):
+        if "\x00" in session_id or len(session_id) > 1000:
+            return out, error_body("ValidationError", "session_id is too long or contains NUL",
+                                   "session_id")
+        out["session_id"] = session_id
+    agent_id = params.get("agent_id")
+    if agent_id not in (None, ""):
+        try:
+            out["agent_id"] = str(uuid.UUID(agent_id))
+        except ValueError:
+            return out, error_body("ValidationError",
+                                   f"agent_id must be a UUID string, got {agent_id!r}", "agent_id")
+    min_level = params.get("min_level")
+    if min_level not in (None, ""):
+        level = min_level.upper()
+        if level not in LOG_LEVELS:
+            return out, error_body(
+                "ValidationError",
+                f"min_level must be one of {', '.join(LOG_LEVELS)}; got {min_level!r}",
+                "min_level")
+        out["min_level"] = level
+    return out, None
+
+
+async def _pump(websocket: WebSocket, subscription: Any) -> None:
+    async for event in subscription:
+        await websocket.send_text(json.dumps(event.to_dict(), separators=(",", ":")))
+
+
+async def _drain(websocket: WebSocket) -> None:
+    # Reading is how a server learns that the client went away.
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+@router.websocket("/ws/events")
+async def events(websocket: WebSocket) -> None:
+    """Stream change events to one client until it disconnects or the server stops."""
+    filters, error = _filters(websocket.query_params)
+    feed = websocket.app.state.feed
+    if error is None and "after" not in filters:
+        # Start from the position before the handshake completes: a client that connects and
+        # then makes (or causes) a write is sure to receive it.
+        filters["after"] = await feed.current_position()
+    await websocket.accept()
+    if error is not None:
+        await websocket.send_text(json.dumps(error))
+        await websocket.close(code=1008)
+        return
+    subscription = feed.subscribe(**filters)
+    pump = asyncio.create_task(_pump(websocket, subscription))
+    drain = asyncio.create_task(_drain(websocket))
+    try:
+        done, _ = await asyncio.wait({pump, drain}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pump, drain):
+            task.cancel()
+        for task in (pump, drain):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        aclose = getattr(subscription, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if pump in done and not pump.cancelled() and pump.exception() is not None:
+        exc = pump.exception()
+        if not isinstance(exc, WebSocketDisconnect | OSError | RuntimeError):
+            logger.error("live event stream failed", exc_info=exc)
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1011)
+    elif pump in done:  # the feed ended: the server is stopping
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1001)

@@ -1,0 +1,101 @@
+"""Service commands: serve (the API, live events and dashboard) and demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from ..errors import OrchestratorDBError
+from ..manager import DatabaseManager
+from . import DbOption, State, UrlOption, app, console, err_console
+
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on. Anything but "
+                                         "loopback needs ORCHESTRATOR_API_TOKEN.")]
+PortOption = Annotated[int, typer.Option("--port", help="Port to listen on.")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    if State.debug:
+        raise exc
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+    return typer.Exit(1)
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _serve(url: str | None, db: str | None, host: str, port: int, *, log_level: str) -> None:
+    import uvicorn
+
+    from ..api import create_app
+
+    try:
+        application = create_app(url, db, host=host)
+    except OrchestratorDBError as exc:
+        raise _fail(exc) from None
+    uvicorn.run(application, host=host, port=port, log_level=log_level,
+                timeout_graceful_shutdown=5, ws_max_size=1 << 20)
+
+
+@app.command()
+def serve(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    url: UrlOption = None,
+    db: DbOption = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the REST API, live events and the dashboard.
+
+    Example: orchestrator-db serve --port 8000, then open http://127.0.0.1:8000/
+    """
+    console.print(f"dashboard: http://{_display_host(host)}:{port}/   API docs: "
+                  f"http://{_display_host(host)}:{port}/docs", highlight=False)
+    _serve(url, db, host, port, log_level=log_level)
+
+
+@app.command()
+def demo(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    url: UrlOption = None,
+    db: DbOption = None,
+    duration: Annotated[float, typer.Option("--duration",
+                                            help="Seconds the simulated run takes.")] = 25.0,
+) -> None:
+    """Serve the dashboard and write a simulated orchestrator run to watch live.
+
+    A planner, a builder that fails once, its retry and a reviewer write prompts and logs for
+    about 25 seconds in a separate process. Ctrl-C stops both.
+    """
+    try:
+        target = DatabaseManager(db, url=url).target
+    except OrchestratorDBError as exc:
+        raise _fail(exc) from None
+    # The database URL goes to the writer through its environment, not its command line, where
+    # a PostgreSQL password would show up in `ps`.
+    env = {**os.environ, "DATABASE_URL": target.url}
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator_db.demo", "--duration", str(duration),
+         "--delay", "2"], env=env)
+    console.print(f"demo: writing a simulated run to {target.display()} "
+                  f"(writer pid {writer.pid})", highlight=False)
+    console.print(f"dashboard: [bold]http://{_display_host(host)}:{port}/[/bold]  "
+                  "(Ctrl-C stops the server and the writer)", highlight=False)
+    try:
+        _serve(target.url, None, host, port, log_level="warning")
+    finally:
+        if writer.poll() is None:
+            writer.terminate()
+        try:
+            writer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            writer.wait()
