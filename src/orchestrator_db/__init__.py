@@ -18,10 +18,12 @@ from .errors import (
     SchemaNotFoundError,
     ValidationError,
 )
+from .maintenance import apply_retention_policy
 from .manager import DatabaseManager
 from .pagination import Page
 from .store.sqlite import render_sqlite_schema
 from .sync import SyncDatabaseManager
+from .tracking import OrchestratorDBHandler, log_agent_event, log_system_event
 
 __version__ = "0.1.0"
 
@@ -33,6 +35,7 @@ __all__ = [
     "ForeignKeyError",
     "NotConnectedError",
     "NotFoundError",
+    "OrchestratorDBHandler",
     "OrchestratorDBError",
     "Page",
     "ReferencedError",
@@ -41,6 +44,9 @@ __all__ = [
     "SyncDatabaseManager",
     "ValidationError",
     "__version__",
+    "apply_retention_policy",
+    "log_agent_event",
+    "log_system_event",
     "render_sqlite_schema",
     "resolve_target",
 ]

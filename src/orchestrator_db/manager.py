@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 
@@ -42,8 +42,19 @@ from .models import (
     parse_ts,
     utc_now,
 )
-from .pagination import DEFAULT_LIMIT, Order, Page, check_limit, check_order, decode_cursor, encode_cursor
+from .pagination import (
+    DEFAULT_LIMIT,
+    Order,
+    Page,
+    check_limit,
+    check_order,
+    decode_cursor,
+    encode_cursor,
+)
 from .store.base import Query, Store, uuid7
+
+if TYPE_CHECKING:
+    from .tracking import AgentRun
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -77,6 +88,8 @@ def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseMo
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(sorted(model.model_fields))
         message = f"unknown field {top!r}; allowed fields: {allowed}"
+    elif err["type"] == "string_pattern_mismatch":  # the only pattern is NO_NUL
+        message = f"{field}: must not contain NUL characters"
     else:
         shown = repr(err.get("input"))
         if len(shown) > 80:
@@ -506,6 +519,9 @@ class DatabaseManager:
     ) -> str:
         """Create a runtime agent in a session and return its id.
 
+        Created ``executing``, it gets ``started_at`` now; created in a final status, it gets
+        ``completed_at`` now (unless the caller gives them).
+
         Raises:
             ForeignKeyError: the orchestrator agent does not exist.
         """
@@ -517,9 +533,15 @@ class DatabaseManager:
         })
         now = utc_now()
         row_id = uuid7()
+        values = {**data.model_dump(), "id": row_id, "created_at": now, "updated_at": now}
+        # As update_agent_status does: a run created already executing (or finished) gets the
+        # timestamp it would otherwise lack.
+        if data.status == "executing" and data.started_at is None:
+            values["started_at"] = now
+        elif data.status in TERMINAL_AGENT_STATUSES and data.completed_at is None:
+            values["completed_at"] = now
         try:
-            await self._insert("agents", {**data.model_dump(), "id": row_id, "created_at": now,
-                                          "updated_at": now})
+            await self._insert("agents", values)
         except ForeignKeyError as exc:
             raise ForeignKeyError(
                 f"orchestrator agent {oa_id} does not exist", field="orchestrator_agent_id",
@@ -755,8 +777,9 @@ class DatabaseManager:
 
     def _log_rows(self, model: type[pydantic.BaseModel], rows: Iterable[Mapping[str, Any]], *,
                   agent_ids: bool) -> list[dict[str, Any]]:
-        values = []
+        values: list[dict[str, Any]] = []
         now = utc_now()
+        checked: dict[Any, str] = {}  # bulk rows repeat a few agent ids: check each once
         for index, row in enumerate(rows):
             if not isinstance(row, Mapping):
                 raise ValidationError(f"row {index} must be a mapping, got {type(row).__name__}")
@@ -766,7 +789,13 @@ class DatabaseManager:
             if "component" in row and "source" not in row and not agent_ids:
                 row["source"] = row.pop("component")
             if agent_ids:
-                row["agent_id"] = check_uuid(row.get("agent_id"), "agent_id")
+                raw_id = row.get("agent_id")
+                agent_id = checked.get(raw_id) if isinstance(raw_id, str) else None
+                if agent_id is None:
+                    agent_id = check_uuid(raw_id, "agent_id")
+                    if isinstance(raw_id, str):
+                        checked[raw_id] = agent_id
+                row["agent_id"] = agent_id
             try:
                 data = model.model_validate(row)
             except pydantic.ValidationError as exc:
@@ -775,7 +804,7 @@ class DatabaseManager:
                     error.message = f"row {index}: {error.message}"
                     error.args = (error.message,)
                 raise error from exc
-            value = data.model_dump()
+            value = dict(data.__dict__)  # model_dump() costs as much again as validation
             value["id"] = uuid7()
             value["created_at"] = value["created_at"] or now
             values.append(value)
@@ -803,6 +832,10 @@ class DatabaseManager:
     async def get_agent_log(self, log_id: str) -> dict[str, Any] | None:
         """Return the agent log line, or None if there is none."""
         return await self._get("agent_logs", log_id, "log_id")
+
+    async def delete_agent_log(self, log_id: str) -> bool:
+        """Delete one agent log line (e.g. one that leaked a secret); False if missing."""
+        return await self._delete("agent_logs", log_id)
 
     async def page_agent_logs(
         self, agent_id: str | None = None, *, session_id: str | None = None,
@@ -869,6 +902,10 @@ class DatabaseManager:
     async def get_system_log(self, log_id: str) -> dict[str, Any] | None:
         """Return the system log line, or None if there is none."""
         return await self._get("system_logs", log_id, "log_id")
+
+    async def delete_system_log(self, log_id: str) -> bool:
+        """Delete one system log line; False if missing."""
+        return await self._delete("system_logs", log_id)
 
     async def page_system_logs(
         self, *, log_level: str | None = None, min_level: str | None = None,
@@ -945,3 +982,53 @@ class DatabaseManager:
     async def schema_version(self) -> int:
         """Return the newest schema migration applied to this database."""
         return await self.store.schema_version()
+
+    # tracking and maintenance (tracking.py, maintenance.py) ----------------------------------
+    def track_agent(
+        self,
+        orchestrator_agent: str,
+        session_id: str | None = None,
+        *,
+        model: str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AgentRun:
+        """Track one agent run: ``async with db.track_agent("planner", session_id=s) as run:``.
+
+        Creates (or reuses by name) the orchestrator agent and an ``executing`` agent; on exit
+        marks it ``completed``, or ``failed`` with the exception logged, and re-raises. A
+        missing ``session_id`` gets a new UUID.
+        """
+        from .tracking import AgentRun
+
+        return AgentRun(self, orchestrator_agent, session_id, model=model, name=name,
+                        description=description, metadata=metadata)
+
+    async def prune(self, older_than: Any, *, tables: Iterable[str] = (
+                        "agent_logs", "system_logs", "prompts"),
+                    dry_run: bool = False, batch_size: int = 5000) -> dict[str, int]:
+        """Delete rows older than ``older_than`` ("30d", "12h", a timedelta or a datetime).
+
+        Deletes in batches of ``batch_size``, each its own short transaction; the tokens and
+        cost of pruned prompts are folded into daily rollups first, so ``cost_summary`` answers
+        the same. Returns the rows deleted per table (with ``dry_run``, the rows that would be).
+        """
+        from . import maintenance
+
+        return await maintenance.prune(self, older_than, tables=tuple(tables), dry_run=dry_run,
+                                       batch_size=batch_size)
+
+    async def export(self, table: str, out: Any, *, format: str = "jsonl",
+                     session_id: str | None = None, since: Any = None, until: Any = None) -> int:
+        """Stream a table to a text stream as JSON Lines or CSV; return the number of rows."""
+        from . import maintenance
+
+        return await maintenance.export(self, table, out, format=format, session_id=session_id,
+                                        since=since, until=until)
+
+    async def import_rows(self, table: str, rows: Any, *, batch_size: int = 1000) -> int:
+        """Insert exported rows unchanged (ids and timestamps kept); return how many."""
+        from . import maintenance
+
+        return await maintenance.import_rows(self, table, rows, batch_size=batch_size)

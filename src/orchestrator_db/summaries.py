@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from .config import Dialect
@@ -74,6 +74,15 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         q.params,
     )
     q = store.query()
+    # Prompts removed by prune() still count, through their daily rollups.
+    rollup_rows = await store.fetch(
+        "SELECT session_id, CAST(sum(prompts) AS BIGINT) AS prompts, "
+        "CAST(sum(tokens_input) AS BIGINT) AS tokens_input, "
+        "CAST(sum(tokens_output) AS BIGINT) AS tokens_output, sum(cost_usd) AS cost_usd "
+        f"FROM cost_rollups WHERE session_id IN ({_in(q, session_ids)}) GROUP BY session_id",
+        q.params,
+    )
+    q = store.query()
     log_rows = await store.fetch(
         "SELECT a.session_id, max(l.created_at) AS last_log "
         "FROM agent_logs l JOIN agents a ON a.id = l.agent_id "
@@ -97,7 +106,7 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         summary["prompts"] = int(row["prompts"])
         summary["tokens_input"] = int(row["tokens_input"] or 0)
         summary["tokens_output"] = int(row["tokens_output"] or 0)
-        summary["cost_usd"] = _cost(row["cost_usd"])
+        summary["cost_usd"] = float(row["cost_usd"] or 0)  # rounded once, below
         for key in ("last_created", "last_completed"):
             if row[key] is not None:
                 summary["last_activity"] = max(summary["last_activity"], row[key])
@@ -105,7 +114,16 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         summary = out[row["session_id"]]
         if row["last_log"] is not None:
             summary["last_activity"] = max(summary["last_activity"], row["last_log"])
+    for row in rollup_rows:
+        if row["session_id"] not in out:  # pragma: no cover - rollups go with their agents
+            continue
+        summary = out[row["session_id"]]
+        summary["prompts"] += int(row["prompts"] or 0)
+        summary["tokens_input"] += int(row["tokens_input"] or 0)
+        summary["tokens_output"] += int(row["tokens_output"] or 0)
+        summary["cost_usd"] += float(row["cost_usd"] or 0)
     for summary in out.values():
+        summary["cost_usd"] = _cost(summary["cost_usd"])
         summary["status"] = session_status(summary["agents_by_status"])
     return [out[s] for s in session_ids if s in out]
 
@@ -148,10 +166,75 @@ async def cost_summary(store: Store, group_by: str, since: datetime | None,
         f"JOIN orchestrator_agents o ON o.id = a.orchestrator_agent_id{where} GROUP BY {key}",
         q.params, heavy=True,
     )
-    out = [{
-        "key": row["key"], "name": row["name"], "prompts": int(row["prompts"]),
-        "tokens_input": int(row["tokens_input"] or 0),
-        "tokens_output": int(row["tokens_output"] or 0), "cost_usd": _cost(row["cost_usd"]),
-    } for row in rows]
+    merged: dict[Any, dict[str, Any]] = {}
+    for row in rows + await _rollup_costs(store, group_by, since, until):
+        entry = merged.setdefault(row["key"], {
+            "key": row["key"], "name": None, "prompts": 0, "tokens_input": 0,
+            "tokens_output": 0, "cost_usd": 0.0,
+        })
+        if entry["name"] is None:
+            entry["name"] = row["name"]
+        entry["prompts"] += int(row["prompts"] or 0)
+        entry["tokens_input"] += int(row["tokens_input"] or 0)
+        entry["tokens_output"] += int(row["tokens_output"] or 0)
+        entry["cost_usd"] += float(row["cost_usd"] or 0)
+    out = list(merged.values())
+    for entry in out:
+        entry["cost_usd"] = _cost(entry["cost_usd"])
     out.sort(key=lambda r: (r["key"] is None, r["key"] or ""))
     return out
+
+
+async def _rollup_costs(store: Store, group_by: str, since: datetime | None,
+                        until: datetime | None) -> list[dict[str, Any]]:
+    """The cost_summary rows of pruned prompts (maintenance.prune folds them into rollups).
+
+    Rollups know the day, not the time: with ``since``/``until``, a rollup day counts when its
+    midnight (UTC) falls in [since, until), exact for ranges that start and end at midnight.
+    """
+    dialect = store.dialect
+    key, name = {
+        "session": ("r.session_id", "NULL"),
+        "agent": ("r.agent_id", "max(a.name)"),
+        "orchestrator_agent": ("r.orchestrator_agent_id", "max(o.name)"),
+        "model": ("r.model", "NULL"),
+        "day": (rollup_day_expr(dialect), "NULL"),
+    }[group_by]
+    q = store.query()
+    conditions = []
+    if since is not None:
+        first = since.date() if since.time() == time() else since.date() + timedelta(days=1)
+        conditions.append(f"r.day >= {q.p(day_param(dialect, first))}")
+    if until is not None:
+        end = until.date() if until.time() == time() else until.date() + timedelta(days=1)
+        conditions.append(f"r.day < {q.p(day_param(dialect, end))}")
+    where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
+    return await store.fetch(
+        f"SELECT {key} AS key, {name} AS name, CAST(sum(r.prompts) AS BIGINT) AS prompts, "
+        "CAST(sum(r.tokens_input) AS BIGINT) AS tokens_input, "
+        "CAST(sum(r.tokens_output) AS BIGINT) AS tokens_output, sum(r.cost_usd) AS cost_usd "
+        "FROM cost_rollups r LEFT JOIN agents a ON a.id = r.agent_id "
+        f"LEFT JOIN orchestrator_agents o ON o.id = r.orchestrator_agent_id{where} "
+        f"GROUP BY {key}",
+        q.params, heavy=True,
+    )
+
+
+def rollup_day_expr(dialect: Dialect) -> str:
+    """SQL for a rollup's day as YYYY-MM-DD text."""
+    if dialect is Dialect.SQLITE:
+        return "r.day"
+    elif dialect is Dialect.POSTGRES:
+        return "to_char(r.day, 'YYYY-MM-DD')"
+    else:  # pragma: no cover
+        raise AssertionError(dialect)
+
+
+def day_param(dialect: Dialect, day: date) -> Any:
+    """A value for a rollup's ``day`` column: ISO text on SQLite, a date on PostgreSQL."""
+    if dialect is Dialect.SQLITE:
+        return day.isoformat()
+    elif dialect is Dialect.POSTGRES:
+        return day
+    else:  # pragma: no cover
+        raise AssertionError(dialect)

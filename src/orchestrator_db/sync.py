@@ -15,10 +15,13 @@ import inspect
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import NotConnectedError
 from .manager import DatabaseManager
+
+if TYPE_CHECKING:
+    from .tracking import SyncAgentRun
 
 T = TypeVar("T")
 
@@ -129,6 +132,15 @@ class SyncDatabaseManager:
                 raise
         else:
             self._run(cm.__aexit__(None, None, None))
+
+    def track_agent(self, *args: Any, **kwargs: Any) -> SyncAgentRun:
+        """Track one agent run: ``with db.track_agent("planner", session_id=s) as run:``.
+
+        The blocking form of ``DatabaseManager.track_agent`` (same arguments), sharing its code.
+        """
+        from .tracking import SyncAgentRun
+
+        return SyncAgentRun(self, self._manager.track_agent(*args, **kwargs))
 
     def _iterate(self, agen_factory: Callable[..., Any], *args: Any, **kwargs: Any
                  ) -> Iterator[Any]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +32,7 @@ from ..errors import (
     SchemaError,
     SchemaNotFoundError,
 )
-from ..models import format_ts
+from ..models import JsonText, decode_json, dumps_json, format_ts
 from .base import JSON_COLUMNS, Migration, Store, TxState, current_tx, load_migrations, split_sql_script
 
 T = TypeVar("T")
@@ -109,7 +110,7 @@ def _rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
             values = list(row)
             for i in json_idx:
                 if values[i] is not None:
-                    values[i] = json.loads(values[i])
+                    values[i] = decode_json(values[i])
             out.append(dict(zip(names, values, strict=True)))
         else:
             out.append(dict(zip(names, row, strict=True)))
@@ -120,26 +121,28 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
              ) -> None:
     """Apply pending migrations under the write lock (so two processes never both do)."""
     newest = migrations[-1].version
+    wanted = {m.version for m in migrations}
     with contextlib.suppress(sqlite3.OperationalError):
-        row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        if row and row[0] is not None and row[0] >= newest and schema_file is None:
-            if row[0] > newest:
-                raise SchemaError(
-                    f"the database schema (version {row[0]}) is newer than this orchestrator-db "
-                    f"(version {newest}); upgrade the package"
-                )
+        # fetchall(): a half-read SELECT would keep a read lock open while others migrate.
+        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        if applied and max(applied) > newest:
+            raise SchemaError(
+                f"the database schema (version {max(applied)}) is newer than this orchestrator-db "
+                f"(version {newest}); upgrade the package"
+            )
+        if applied >= wanted and schema_file is None:
             return
     conn.execute("BEGIN IMMEDIATE")
     try:
         if schema_file is not None:
             has_tables = conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'agents'"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             if not has_tables:
                 for statement in split_sql_script(schema_file.read_text()):
                     conn.execute(statement)
         conn.execute(MIGRATIONS_TABLE_SQL)
-        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
         if applied and max(applied) > newest:
             raise SchemaError(
                 f"the database schema (version {max(applied)}) is newer than this "
@@ -160,6 +163,70 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
         raise
 
 
+@dataclass
+class _GroupWrite:
+    """One awaited write waiting for the group commit."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+def _run_group(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
+               ) -> list[tuple[bool, Any]]:
+    """Run writes in one transaction; return (ok, result or exception) per write.
+
+    Raises the busy error of BEGIN IMMEDIATE before anything ran, so the caller can retry the
+    whole group where it may wait.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        if len(fns) == 1:
+            try:
+                outcomes.append((True, fns[0](conn)))
+            except Exception as exc:  # noqa: BLE001 - returned to its caller
+                conn.execute("ROLLBACK")
+                return [(False, exc)]
+        else:
+            for fn in fns:
+                conn.execute("SAVEPOINT group_write")
+                try:
+                    outcomes.append((True, fn(conn)))
+                except Exception as exc:  # noqa: BLE001 - returned to its caller
+                    conn.execute("ROLLBACK TO group_write")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE group_write")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _settle(group: list[_GroupWrite], outcomes: list[tuple[bool, Any]] | None,
+            error: BaseException | None, timeout_ms: int) -> None:
+    """Resume every caller of a group with its own result or error."""
+    for index, write in enumerate(group):
+        if write.future.done():
+            continue
+        if outcomes is None:
+            assert error is not None
+            ok, value = False, error
+        else:
+            ok, value = outcomes[index]
+        if ok:
+            write.future.set_result(value)
+        else:
+            if isinstance(value, sqlite3.Error):
+                translated = translate_error(value, timeout_ms)
+                translated.__cause__ = value
+                value = translated
+            elif isinstance(value, asyncio.CancelledError):
+                value = OrchestratorDBError("the group commit was cancelled")
+            write.future.set_exception(value)
+
+
 class SQLiteStore(Store):
     """A SQLite file shared safely by several processes."""
 
@@ -175,15 +242,30 @@ class SQLiteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        # Group commit: awaited writes issued in the same event-loop turn share one transaction.
+        self.group_commit = True
+        self._group: list[_GroupWrite] = []
+        self._group_flusher: asyncio.Task[None] | None = None
+        self._group_scheduled = False
 
     # parameters ------------------------------------------------------------------------------
-    @staticmethod
-    def ts(value: datetime | None) -> Any:
-        return None if value is None else format_ts(value)
+    _last_ts: tuple[datetime | None, str | None] = (None, None)
+
+    def ts(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        # Bulk rows share one timestamp object: format it once.
+        last, text = self._last_ts
+        if value is not last:
+            text = format_ts(value)
+            self._last_ts = (value, text)
+        return text
 
     @staticmethod
     def json(value: Any) -> Any:
-        return None if value is None else json.dumps(value, ensure_ascii=False)
+        if value is None:
+            return None
+        return str.__str__(value) if isinstance(value, JsonText) else dumps_json(value)
 
     # lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -222,6 +304,12 @@ class SQLiteStore(Store):
         return conn
 
     async def close(self) -> None:
+        # Writes already awaited by callers are committed before the connection goes away.
+        while self._group or self._group_flusher is not None:
+            if self._group_flusher is not None:
+                await asyncio.shield(self._group_flusher)
+            else:
+                await asyncio.sleep(0)
         conn, self._conn = self._conn, None
         executor, self._executor = self._executor, None
         if conn is not None:
@@ -253,23 +341,18 @@ class SQLiteStore(Store):
             raise
 
     # units of work ---------------------------------------------------------------------------
+    def _waiting(self, conn: sqlite3.Connection, fn: Callable[[], T]) -> T:
+        """Call ``fn()`` allowed to wait for other processes' locks (store thread only)."""
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
+        try:
+            return fn()
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
     def _unit_waiting(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
                       write: bool) -> T:
         """Run ``fn`` as one unit, waiting for other processes' locks (store thread only)."""
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
-        try:
-            if not write:
-                return fn(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-                return result
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
+        return self._waiting(conn, lambda: self._unit_nowait(conn, fn, write))
 
     def _unit_nowait(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
                      write: bool) -> T:
@@ -296,6 +379,8 @@ class SQLiteStore(Store):
                 if heavy:
                     return await self._in_thread(fn, conn)
                 return fn(conn)
+            if write and not heavy and self.group_commit:
+                return await self._group_write(fn)
             async with self._lock:
                 conn = self._connection()
                 if not heavy:
@@ -307,6 +392,98 @@ class SQLiteStore(Store):
                 return await self._in_thread(self._unit_waiting, conn, fn, write)
         except sqlite3.Error as exc:
             raise translate_error(exc, self.busy_timeout_ms) from exc
+
+    # group commit ----------------------------------------------------------------------------
+    # Writes that are awaited concurrently (50 coroutines each awaiting create_agent_log) are
+    # queued for one event-loop turn and committed together: one BEGIN IMMEDIATE ... COMMIT for
+    # the group, a SAVEPOINT around each write so a bad row fails only its own caller, and every
+    # caller resumes only after the COMMIT that contains its write. The first writer of a group
+    # leads it: it yields one loop turn (so the writers already scheduled can join), then commits
+    # the group itself, so a lone writer pays one `sleep(0)` on top of its own unit.
+    async def _group_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._group.append(_GroupWrite(fn, future))
+        if self._group_scheduled or self._group_flusher is not None:
+            return await future  # type: ignore[no-any-return]
+        self._group_scheduled = True  # this caller leads the group
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            future.cancel()
+            loop.call_soon(self._flush_group_inline)  # the others still get their commit
+            raise
+        self._flush_group_inline()
+        if future.done():
+            return future.result()  # type: ignore[no-any-return]
+        return await future  # type: ignore[no-any-return]
+
+    def _take_group(self) -> list[_GroupWrite]:
+        group = [w for w in self._group if not w.future.done()]  # a cancelled caller drops out
+        self._group = []
+        return group
+
+    def _flush_group_inline(self) -> None:
+        """Commit the queued group on the loop's thread, or hand it to a task that can wait."""
+        self._group_scheduled = False
+        if self._group_flusher is not None or not self._group:
+            return
+        if self._conn is None or self._lock.locked():
+            # A transaction (or a unit on the store's thread) owns the connection: wait for it.
+            self._start_group_flusher()
+            return
+        group = self._take_group()
+        if not group:
+            return
+        try:
+            outcomes = _run_group(self._conn, [w.fn for w in group])
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                _settle(group, None, exc, self.busy_timeout_ms)
+                return
+            # Another process holds the write lock: wait for it on the store's thread.
+            self._group[:0] = group
+            self._start_group_flusher()
+            return
+        except BaseException as exc:
+            _settle(group, None, exc, self.busy_timeout_ms)  # nobody is left waiting
+            if not isinstance(exc, Exception):
+                raise
+            return
+        _settle(group, outcomes, None, self.busy_timeout_ms)
+
+    def _start_group_flusher(self) -> None:
+        self._group_flusher = asyncio.get_running_loop().create_task(self._flush_group_waiting())
+
+    async def _flush_group_waiting(self) -> None:
+        try:
+            while self._group:
+                async with self._lock:
+                    group = self._take_group()
+                    if not group:
+                        continue
+                    try:
+                        conn = self._connection()
+                        try:
+                            outcomes = _run_group(conn, [w.fn for w in group])
+                        except sqlite3.OperationalError as exc:
+                            if not _is_busy(exc):
+                                raise
+                            outcomes = await self._in_thread(
+                                self._waiting, conn,
+                                functools.partial(_run_group, conn, [w.fn for w in group]))
+                    except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+                        _settle(group, None, exc, self.busy_timeout_ms)
+                        if isinstance(exc, asyncio.CancelledError):
+                            raise
+                        continue
+                    _settle(group, outcomes, None, self.busy_timeout_ms)
+        finally:
+            self._group_flusher = None
+            if self._group and not self._group_scheduled:
+                self._group_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_group_inline)
+
 
     # statements ------------------------------------------------------------------------------
     async def fetch(self, sql: str, params: Sequence[Any] = (), *, heavy: bool = False
@@ -368,11 +545,7 @@ class SQLiteStore(Store):
                 current_tx.reset(token)
 
     def _begin_waiting(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
+        self._waiting(conn, lambda: conn.execute("BEGIN IMMEDIATE"))
 
     # schema ----------------------------------------------------------------------------------
     async def schema_version(self) -> int:

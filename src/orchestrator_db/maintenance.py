@@ -1,0 +1,331 @@
+"""Keeping the database tidy: retention (prune), export and import (design §4, §7).
+
+Pruning never loses money: before prompts are deleted, their tokens and cost are folded into
+``cost_rollups`` (one row per UTC day, session, agent, orchestrator agent and model), which
+``cost_summary`` and ``session_summary`` add to the live prompts. Every prune batch is its own
+short transaction, so other writers (other processes too) only ever wait for one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import re
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .config import Dialect
+from .errors import ValidationError
+from .manager import COLUMNS, JSON_FIELDS, TIME_FIELDS, check_choice, check_time, check_uuid
+from .models import utc_now
+from .store.base import Store
+from .summaries import day_expr, day_param
+
+if TYPE_CHECKING:
+    from .manager import DatabaseManager
+
+PRUNABLE_TABLES = ("agent_logs", "system_logs", "prompts")
+DEFAULT_BATCH_SIZE = 5000
+RETENTION_ENV = "ORCHESTRATOR_RETENTION_DAYS"
+EXPORT_FORMATS = ("jsonl", "csv")
+UUID_FIELDS = frozenset({"id", "agent_id", "orchestrator_agent_id"})
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class TextOut(Protocol):
+    """Where ``export`` writes: anything with ``write(str)``."""
+
+    def write(self, text: str, /) -> Any: ...
+
+
+# prune -------------------------------------------------------------------------------------------
+def cutoff_from(older_than: Any, now: datetime | None = None) -> datetime:
+    """Turn ``older_than`` (timedelta, datetime, ISO string, or "30d"/"12h"/"15m") into a time."""
+    now = now or utc_now()
+    if isinstance(older_than, timedelta):
+        if older_than < timedelta(0):
+            raise ValidationError("older_than must not be negative", field="older_than")
+        return now - older_than
+    if isinstance(older_than, str) and (match := _DURATION.match(older_than)):
+        return now - timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+    if isinstance(older_than, datetime | str):
+        try:
+            parsed = check_time(older_than, "older_than")
+        except ValidationError as exc:
+            raise ValidationError(
+                "older_than must be a timedelta, a datetime, an ISO 8601 string or a duration "
+                f"such as '30d', '12h', '15m'; got {older_than!r}", field="older_than",
+            ) from exc
+        assert parsed is not None
+        return parsed
+    raise ValidationError(
+        f"older_than must be a timedelta, a datetime, an ISO 8601 string or a duration such as "
+        f"'30d'; got {older_than!r}", field="older_than",
+    )
+
+
+async def prune(db: DatabaseManager, older_than: Any, *,
+                tables: Sequence[str] = PRUNABLE_TABLES, dry_run: bool = False,
+                batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, int]:
+    """Delete rows created before the cutoff; return how many per table (or would, if dry).
+
+    Prompts' tokens and cost are folded into the daily rollups in the same transaction that
+    deletes them.
+    """
+    if isinstance(tables, str):
+        tables = (tables,)
+    for table in tables:
+        check_choice(table, PRUNABLE_TABLES, "tables")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValidationError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}",
+                              field="batch_size")
+    cutoff = cutoff_from(older_than)
+    store = db.store
+    counts: dict[str, int] = {}
+    for table in dict.fromkeys(tables):
+        if dry_run:
+            q = store.query()
+            rows = await store.fetch(
+                f"SELECT count(*) AS n FROM {table} WHERE created_at < {q.p(store.ts(cutoff))}",  # type: ignore[attr-defined]
+                q.params, heavy=True,
+            )
+            counts[table] = int(rows[0]["n"])
+            continue
+        total = 0
+        while True:
+            if table == "prompts":
+                n = await _prune_prompts_batch(store, cutoff, batch_size)
+            else:
+                n = await _prune_batch(store, table, cutoff, batch_size)
+            total += n
+            if n < batch_size:
+                break
+            await asyncio.sleep(0)  # let waiting writers take the lock between batches
+        counts[table] = total
+    return counts
+
+
+async def _prune_batch(store: Store, table: str, cutoff: datetime, batch_size: int) -> int:
+    async with store.transaction():
+        q = store.query()
+        rows = await store.fetch(
+            f"SELECT id FROM {table} WHERE created_at < {q.p(store.ts(cutoff))} "  # type: ignore[attr-defined]
+            f"ORDER BY created_at, id LIMIT {q.p(batch_size)}",
+            q.params, heavy=True,
+        )
+        return await _delete_ids(store, table, [r["id"] for r in rows])
+
+
+async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) -> int:
+    dialect = store.dialect
+    async with store.transaction():
+        q = store.query()
+        rows = await store.fetch(
+            f"SELECT p.id, {day_expr(dialect, 'p.created_at')} AS day, a.session_id, p.agent_id, "
+            "a.orchestrator_agent_id, p.model, p.tokens_input, p.tokens_output, p.cost_usd "
+            "FROM prompts p JOIN agents a ON a.id = p.agent_id "
+            f"WHERE p.created_at < {q.p(store.ts(cutoff))} "  # type: ignore[attr-defined]
+            f"ORDER BY p.created_at, p.id LIMIT {q.p(batch_size)}{_lock_rows(dialect)}",
+            q.params, heavy=True,
+        )
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        for r in rows:
+            key = (r["day"], r["session_id"], r["agent_id"], r["orchestrator_agent_id"],
+                   r["model"])
+            acc = groups.setdefault(key, [0, 0, 0, 0.0])
+            acc[0] += 1
+            acc[1] += int(r["tokens_input"])
+            acc[2] += int(r["tokens_output"])
+            acc[3] += float(r["cost_usd"])
+        now = store.ts(utc_now())  # type: ignore[attr-defined]
+        for (day, session_id, agent_id, oa_id, model), (n, t_in, t_out, cost) in groups.items():
+            day_value = day_param(dialect, date.fromisoformat(day))
+            q = store.query()
+            changed = await store.execute(
+                f"UPDATE cost_rollups SET prompts = prompts + {q.p(n)}, "
+                f"tokens_input = tokens_input + {q.p(t_in)}, "
+                f"tokens_output = tokens_output + {q.p(t_out)}, "
+                f"cost_usd = cost_usd + {q.p(cost)}, updated_at = {q.p(now)} "
+                f"WHERE day = {q.p(day_value)} AND session_id = {q.p(session_id)} "
+                f"AND agent_id = {q.p(agent_id)} AND orchestrator_agent_id = {q.p(oa_id)} "
+                f"AND model {_same_as(dialect)} {q.p(model)}",
+                q.params,
+            )
+            if not changed:
+                q = store.query()
+                await store.execute(
+                    "INSERT INTO cost_rollups (day, session_id, agent_id, orchestrator_agent_id, "
+                    "model, prompts, tokens_input, tokens_output, cost_usd, updated_at) VALUES ("
+                    + ", ".join(q.p(v) for v in (day_value, session_id, agent_id, oa_id, model,
+                                                 n, t_in, t_out, cost, now)) + ")",
+                    q.params,
+                )
+        return await _delete_ids(store, "prompts", [r["id"] for r in rows])
+
+
+async def _delete_ids(store: Store, table: str, ids: list[str]) -> int:
+    """Delete rows by id inside the caller's transaction; return how many went."""
+    if not ids:
+        return 0
+    dialect = store.dialect
+    if dialect is Dialect.SQLITE:
+        # The transaction took the write lock up front: the selected rows are still all there.
+        await store.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+    elif dialect is Dialect.POSTGRES:
+        return await store.execute(f"DELETE FROM {table} WHERE id = ANY($1::uuid[])", [ids])
+    else:  # pragma: no cover
+        raise AssertionError(dialect)
+
+
+def _same_as(dialect: Dialect) -> str:
+    """The null-safe equality operator (model may be NULL)."""
+    if dialect is Dialect.SQLITE:
+        return "IS"
+    elif dialect is Dialect.POSTGRES:
+        return "IS NOT DISTINCT FROM"
+    else:  # pragma: no cover
+        raise AssertionError(dialect)
+
+
+def _lock_rows(dialect: Dialect) -> str:
+    """Lock the selected prompts until commit, so the rollup sees their final tokens and cost."""
+    if dialect is Dialect.SQLITE:
+        return ""  # BEGIN IMMEDIATE already holds the only write lock
+    elif dialect is Dialect.POSTGRES:
+        return " FOR UPDATE OF p"
+    else:  # pragma: no cover
+        raise AssertionError(dialect)
+
+
+async def apply_retention_policy(db: DatabaseManager, *, days: Any = None) -> dict[str, int]:
+    """Prune what is older than ``ORCHESTRATOR_RETENTION_DAYS`` days (nothing when unset/0).
+
+    Meant to be called periodically (e.g. hourly) by a long-running service.
+    """
+    raw = days if days is not None else os.environ.get(RETENTION_ENV, "").strip()
+    if raw in ("", None):
+        return {}
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{RETENTION_ENV} must be a number of days, got {raw!r}",
+                              field=RETENTION_ENV) from exc
+    if value < 0:
+        raise ValidationError(f"{RETENTION_ENV} must not be negative, got {raw!r}",
+                              field=RETENTION_ENV)
+    if value == 0:
+        return {}
+    return await prune(db, timedelta(days=value))
+
+
+# export / import ---------------------------------------------------------------------------------
+_EXPORT_FILTERS = {
+    "orchestrator_agents": frozenset(),
+    "agents": frozenset({"session_id", "since", "until"}),
+    "prompts": frozenset({"session_id", "since", "until"}),
+    "agent_logs": frozenset({"session_id", "since", "until"}),
+    "system_logs": frozenset({"since", "until"}),
+}
+
+
+async def export(db: DatabaseManager, table: str, out: TextOut, *, format: str = "jsonl",
+                 session_id: str | None = None, since: Any = None, until: Any = None) -> int:
+    """Stream a table's rows (oldest first) to ``out`` as JSON Lines or CSV; return the count.
+
+    Pages by keyset, so memory stays constant however many rows there are. In CSV, JSON fields
+    are JSON text and NULL is an empty field.
+    """
+    table = check_choice(table, COLUMNS, "table")
+    format = check_choice(format, EXPORT_FORMATS, "format")
+    filters = {k: v for k, v in (("session_id", session_id), ("since", since),
+                                 ("until", until)) if v is not None}
+    for name in filters:
+        if name not in _EXPORT_FILTERS[table]:
+            raise ValidationError(f"{table} cannot be filtered by {name}", field=name)
+    rows = getattr(db, f"iter_{table}")(**filters)
+    columns = COLUMNS[table]
+    count = 0
+    if format == "jsonl":
+        dumps = json.dumps
+        async for row in rows:
+            out.write(dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    else:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        async for row in rows:
+            writer.writerow([_csv_value(c, row[c]) for c in columns])
+            count += 1
+    return count
+
+
+def _csv_value(column: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if column in JSON_FIELDS:
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+async def import_rows(db: DatabaseManager, table: str,
+                      rows: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]], *,
+                      batch_size: int = 1000) -> int:
+    """Insert exported rows as they are (ids and timestamps kept), in batches; return the count.
+
+    Each row must have every column of the table (as ``export`` writes them). Import parents
+    first: orchestrator_agents, agents, then prompts and logs.
+    """
+    table = check_choice(table, COLUMNS, "table")
+    columns = COLUMNS[table]
+    batch: list[dict[str, Any]] = []
+    count = 0
+
+    async def flush() -> None:
+        nonlocal count
+        if batch:
+            await db._bulk_insert(table, batch)
+            count += len(batch)
+            batch.clear()
+
+    index = 0
+    if isinstance(rows, AsyncIterable):
+        async for row in rows:
+            batch.append(_import_value(table, columns, row, index))
+            index += 1
+            if len(batch) >= batch_size:
+                await flush()
+    else:
+        for row in rows:
+            batch.append(_import_value(table, columns, row, index))
+            index += 1
+            if len(batch) >= batch_size:
+                await flush()
+    await flush()
+    return count
+
+
+def _import_value(table: str, columns: tuple[str, ...], row: Mapping[str, Any], index: int
+                  ) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise ValidationError(f"row {index} must be a mapping, got {type(row).__name__}")
+    unknown = set(row) - set(columns)
+    if unknown:
+        raise ValidationError(f"row {index}: unknown column(s) {sorted(unknown)} for {table}",
+                              field=sorted(unknown)[0])
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise ValidationError(f"row {index}: missing column(s) {missing} for {table}",
+                              field=missing[0])
+    value = dict(row)
+    for column in columns:
+        if column in UUID_FIELDS and value[column] is not None:
+            value[column] = check_uuid(value[column], column)
+        elif column in TIME_FIELDS:
+            value[column] = check_time(value[column], column)
+    return value
