@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from ..errors import OrchestratorDBError
 from ..manager import DatabaseManager
@@ -51,7 +50,9 @@ def run_with_db(url: str | None, db: str | None,
     except OrchestratorDBError as exc:
         if State.debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # escape: messages quote user data; soft_wrap: one line, however narrow the terminal.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -67,5 +68,6 @@ def main() -> None:
     app()
 
 
-# Each module below registers its commands on ``app``; one module per group of commands.
-from . import schema  # noqa: E402,F401
+# Each module below registers its commands on ``app``, one module per group of commands; the
+# import order is the order of `--help`.
+from . import project, schema, service, data, copy  # noqa: E402,F401,I001

@@ -1,0 +1,369 @@
+"""Data commands: sessions, agents, logs (with --follow), export, prune."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import OrchestratorDBError
+from ..manager import DatabaseManager
+from ..models import LOG_LEVELS, format_ts, parse_ts
+from . import DbOption, JsonOption, UrlOption, app, console, err_console, run_with_db
+from .project import fail
+
+FOLLOW_INTERVAL_S = 0.5
+# Rows can commit a little after their created_at (a batching log handler, a slow transaction):
+# each poll looks back this far and skips the ids already shown, so such rows are not missed.
+FOLLOW_LOOKBACK = timedelta(seconds=2)
+LEVEL_STYLES = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "red",
+                "CRITICAL": "bold red"}
+LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=1000,
+                                          help="How many rows to show.")]
+
+
+def _time(value: str | None) -> str:
+    return "" if not value else value[:19].replace("T", " ")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# sessions -------------------------------------------------------------------------------------
+@app.command(epilog="Examples:\n\n  orchestrator-db sessions\n\n"
+             "  orchestrator-db sessions --limit 5 --json")
+def sessions(url: UrlOption = None, db: DbOption = None, limit: LimitOption = 20,
+             as_json: JsonOption = False) -> None:
+    """List sessions, most recently active first: agents, status, cost, last activity."""
+    async def work(manager: DatabaseManager) -> list[dict[str, Any]]:
+        return await manager.list_sessions(limit=limit)
+
+    rows = run_with_db(url, db, work)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("no sessions yet")
+        return
+    table = Table(title="sessions")
+    table.add_column("session", no_wrap=True)
+    table.add_column("agents", justify="right")
+    table.add_column("status")
+    table.add_column("prompts", justify="right")
+    table.add_column("tokens", justify="right")
+    table.add_column("cost (USD)", justify="right")
+    table.add_column("last activity (UTC)")
+    for r in rows:
+        table.add_row(Text(r["session_id"]), str(r["agents"]), r["status"], str(r["prompts"]),
+                      f"{r['tokens_input'] + r['tokens_output']:,}", f"{r['cost_usd']:.4f}",
+                      _time(r["last_activity"]))
+    console.print(table)
+
+
+# agents ---------------------------------------------------------------------------------------
+@app.command(epilog="Examples:\n\n  orchestrator-db agents --session run-42\n\n"
+             "  orchestrator-db agents --status failed --json\n\n"
+             "  orchestrator-db agents --definitions")
+def agents(
+    url: UrlOption = None,
+    db: DbOption = None,
+    session: Annotated[str | None, typer.Option("--session", help="Only this session.")] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="pending, executing, completed, failed or cancelled.")] = None,
+    definitions: Annotated[bool, typer.Option(
+        "--definitions", help="List the orchestrator agent definitions instead.")] = False,
+    limit: LimitOption = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List runtime agents, newest first (or the orchestrator agent definitions)."""
+    async def work(manager: DatabaseManager) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        if definitions:
+            return await manager.list_orchestrator_agents(limit=limit), {}
+        rows = await manager.list_agents(session_id=session, status=status, limit=limit,
+                                         order="desc")
+        names = {}
+        for oa_id in {r["orchestrator_agent_id"] for r in rows}:
+            oa = await manager.get_orchestrator_agent(oa_id)
+            names[oa_id] = oa["name"] if oa else "?"
+        return rows, names
+
+    rows, names = run_with_db(url, db, work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="orchestrator agents" if definitions else "agents")
+    # Ids are for copying into --agent: never wrapped.
+    table.add_column("id", no_wrap=True, min_width=36)
+    if definitions:
+        for column in ("name", "type", "model", "status", "created (UTC)"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r["id"], Text(r["name"]), Text(r["agent_type"] or ""),
+                          Text(r["default_model"] or ""), r["status"], _time(r["created_at"]))
+    else:
+        for column in ("agent", "session", "model", "status", "started (UTC)",
+                       "completed (UTC)"):
+            table.add_column(column)
+        for r in rows:
+            label = names.get(r["orchestrator_agent_id"], "?")
+            if r["name"]:
+                label = f"{r['name']} ({label})"
+            table.add_row(r["id"], Text(label), Text(r["session_id"]), Text(r["model"] or ""),
+                          r["status"], _time(r["started_at"]), _time(r["completed_at"]))
+    console.print(table)
+
+
+# logs -----------------------------------------------------------------------------------------
+def _log_line(row: dict[str, Any], system: bool) -> Text:
+    level = row["log_level"]
+    line = Text()
+    line.append(row["created_at"][:23].replace("T", " "), style="dim")
+    line.append(" ")
+    line.append(f"{level:<8}", style=LEVEL_STYLES.get(level, ""))
+    line.append(" ")
+    who = (row.get("source") or "-") if system else row["agent_id"][:8]
+    line.append(who, style="magenta")
+    if not system:
+        line.append(f" {row['log_type']}", style="blue")
+    # Log text is untrusted (LLM output): appended as plain text, never parsed as markup.
+    line.append(f"  {row['message']}")
+    if row.get("details") is not None:
+        line.append(" " + json.dumps(row["details"], ensure_ascii=False), style="dim")
+    return line
+
+
+@app.command(epilog="Examples:\n\n  orchestrator-db logs --agent 0193a1c2-... --follow\n\n"
+             "  orchestrator-db logs --session run-42 --level WARNING -n 200\n\n"
+             "  orchestrator-db logs --system --json")
+def logs(
+    url: UrlOption = None,
+    db: DbOption = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent (id).")] = None,
+    session: Annotated[str | None, typer.Option(
+        "--session", help="Only the agents of this session.")] = None,
+    level: Annotated[str | None, typer.Option(
+        "--level", help=f"This level and above: {', '.join(LOG_LEVELS)}.")] = None,
+    system: Annotated[bool, typer.Option("--system", help="Show system logs instead.")] = False,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Keep printing new lines as they are written (Ctrl-C stops).")
+    ] = False,
+    limit: LimitOption = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the latest agent log lines (or system logs), oldest first; --follow tails them.
+
+    With --json, one JSON object per line (JSON Lines), also when following.
+    """
+    if system and (agent or session):
+        raise fail("--agent and --session filter agent logs; they cannot be used with --system")
+
+    def emit(row: dict[str, Any]) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            console.print(_log_line(row, system), highlight=False, soft_wrap=True)
+            console.file.flush()
+
+    def page(manager: DatabaseManager, **kwargs: Any) -> Any:
+        if system:
+            return manager.page_system_logs(min_level=level, **kwargs)
+        return manager.page_agent_logs(agent, session_id=session, min_level=level, **kwargs)
+
+    async def work(manager: DatabaseManager) -> None:
+        latest = (await page(manager, limit=limit, order="desc")).items
+        latest.reverse()
+        for row in latest:
+            emit(row)
+        if not follow:
+            return
+        seen = {r["id"]: r["created_at"] for r in latest}
+        newest = latest[-1]["created_at"] if latest else None
+        last_shown = (latest[-1]["created_at"], latest[-1]["id"]) if latest else None
+
+        async def poll(*, show: bool) -> None:
+            nonlocal newest
+            since = None if newest is None else parse_ts(newest) - FOLLOW_LOOKBACK
+            cursor = None
+            while True:
+                result = await page(manager, since=since, cursor=cursor, limit=1000,
+                                    order="asc")
+                for row in result.items:
+                    if row["id"] in seen:
+                        continue
+                    if not show and last_shown is not None and (
+                            parse_ts(row["created_at"]), row["id"]) > (
+                            parse_ts(last_shown[0]), last_shown[1]):
+                        continue  # arrived after the lines just shown: the next poll shows it
+                    seen[row["id"]] = row["created_at"]
+                    if show:
+                        emit(row)
+                        newest = max(newest or row["created_at"], row["created_at"])
+                cursor = result.next_cursor
+                if cursor is None:
+                    return
+
+        if latest:
+            # Older lines left out by --limit are inside the look-back window: mark them seen.
+            await poll(show=False)
+        while True:
+            await asyncio.sleep(FOLLOW_INTERVAL_S)
+            await poll(show=True)
+            if newest is not None and len(seen) > 10_000:
+                horizon = format_ts(parse_ts(newest) - FOLLOW_LOOKBACK * 2)
+                seen = {k: v for k, v in seen.items() if v >= horizon}
+
+    try:
+        run_with_db(url, db, work)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+# export ---------------------------------------------------------------------------------------
+class _CountingWriter(io.TextIOBase):
+    """Passes text through and counts lines, to show progress while exporting."""
+
+    def __init__(self, out: TextIO, progress: Progress, task: Any) -> None:
+        self.out, self.progress, self.task, self.lines = out, progress, task, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        lines = text.count("\n")
+        if lines:
+            self.lines += lines
+            if self.lines % 1000 < lines:
+                self.progress.update(self.task, description=f"exported {self.lines:,} lines")
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+@app.command(epilog=(
+    "Examples:\n\n  orchestrator-db export --table agent_logs --format jsonl -o logs.jsonl\n\n"
+    "  orchestrator-db export --table prompts --format csv --session run-42 > prompts.csv\n\n"
+    "  orchestrator-db export --table system_logs --since 2026-11-01 --until 2026-11-08"
+))
+def export(
+    table: Annotated[str, typer.Option(
+        "--table", "-t", help="orchestrator_agents, agents, prompts, agent_logs or system_logs.")],
+    url: UrlOption = None,
+    db: DbOption = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only rows created at or after this ISO 8601 time.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Only rows created before this ISO 8601 time.")] = None,
+    session: Annotated[str | None, typer.Option(
+        "--session", help="Only the rows of this session.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write to this file instead of stdout.", dir_okay=False)] = None,
+) -> None:
+    """Stream the rows of one table as JSON Lines or CSV, oldest first."""
+    fmt = fmt.lower()
+    if fmt not in ("jsonl", "csv"):
+        raise fail(f"--format must be jsonl or csv, got {fmt!r}")
+    to_stdout = output is None or str(output) == "-"
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console,
+                        transient=True, disable=not err_console.is_terminal)
+    partial = None if to_stdout else output.with_name(output.name + ".partial")  # type: ignore[union-attr]
+
+    async def work(manager: DatabaseManager) -> int:
+        if not hasattr(manager, "export"):
+            raise OrchestratorDBError("this version of orchestrator-db cannot export yet")
+        task = progress.add_task("exporting")
+        if partial is None:
+            out = _CountingWriter(sys.stdout, progress, task)
+            count = await manager.export(table, out, format=fmt, session_id=session,
+                                         since=since, until=until)
+            sys.stdout.flush()
+            return int(count)
+        with open(partial, "w", encoding="utf-8", newline="") as f:
+            out = _CountingWriter(f, progress, task)
+            return int(await manager.export(table, out, format=fmt, session_id=session,
+                                            since=since, until=until))
+
+    try:
+        with progress:
+            count = run_with_db(url, db, work)
+    except OSError as exc:
+        _remove(partial)
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    except BaseException:
+        _remove(partial)
+        raise
+    if partial is not None and output is not None:
+        os.replace(partial, output)
+        err_console.print(f"exported {count:,} rows of {table} to {output}", highlight=False,
+                          soft_wrap=True, markup=False)
+    else:
+        err_console.print(f"exported {count:,} rows of {table}", highlight=False,
+                          markup=False)
+
+
+def _remove(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+# prune ----------------------------------------------------------------------------------------
+@app.command(epilog=(
+    "Examples:\n\n  orchestrator-db prune --older-than 30d --dry-run\n\n"
+    "  orchestrator-db prune --older-than 12h --table agent_logs --table system_logs\n\n"
+    "  orchestrator-db prune --older-than 2026-01-01T00:00:00Z"
+))
+def prune(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", help="Age (30d, 12h, 45m, 2w) or an ISO 8601 time: rows created "
+        "before it are deleted.")],
+    url: UrlOption = None,
+    db: DbOption = None,
+    tables: Annotated[list[str] | None, typer.Option(
+        "--table", "-t", help="Prune only this table (repeatable): agent_logs, system_logs or "
+        "prompts (default: all three).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old records; tokens and cost of pruned prompts are kept in a daily rollup."""
+    async def work(manager: DatabaseManager) -> dict[str, int]:
+        if not hasattr(manager, "prune"):
+            raise OrchestratorDBError("this version of orchestrator-db cannot prune yet")
+        kwargs: dict[str, Any] = {"dry_run": dry_run}
+        if tables:
+            kwargs["tables"] = tuple(tables)
+        return dict(await manager.prune(older_than, **kwargs))
+
+    spinner = Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console,
+                       transient=True, disable=not err_console.is_terminal)
+    with spinner:
+        spinner.add_task("counting old rows" if dry_run else "pruning old rows")
+        counts = run_with_db(url, db, work)
+    if as_json:
+        _print_json({"dry_run": dry_run, "older_than": older_than, "counts": counts})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    table = Table(title=f"prune --older-than {older_than}" + (" (dry run)" if dry_run else ""))
+    table.add_column("table")
+    table.add_column(verb, justify="right")
+    for name, n in counts.items():
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    console.print(f"{verb} {sum(counts.values()):,} rows", highlight=False)
+

@@ -1,0 +1,118 @@
+"""logs --follow as a real process tailing writes of another process; copy through the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from cli_helpers import invoke, sample_data
+
+from orchestrator_db import DatabaseManager
+
+
+def _reader(stream, lines: queue.Queue[str]) -> None:  # type: ignore[no-untyped-def]
+    for line in stream:
+        lines.put(line)
+
+
+def _next_line(lines: queue.Queue[str], proc: subprocess.Popen[str]) -> str:
+    try:
+        # Generous: a guard against a hang, not a measurement.
+        return lines.get(timeout=60)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError("logs --follow printed nothing new within 60 s") from None
+
+
+def test_logs_follow_prints_new_lines_from_another_process(db_url: str) -> None:
+    ids = sample_data(db_url)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator_db.cli", "logs", "--follow", "--json", "--url",
+         db_url, "--agent", ids["a1"], "-n", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        first = [json.loads(_next_line(lines, proc)) for _ in range(2)]
+        assert [r["message"] for r in first] == ["step 4", "careful [red]not markup[/red]"]
+
+        async def write() -> None:
+            async with DatabaseManager(url=db_url) as db:
+                await db.create_agent_log(ids["a2"], "other agent: filtered out")
+                await db.create_agent_logs([
+                    {"agent_id": ids["a1"], "message": f"live {i}"} for i in range(3)])
+        asyncio.run(write())
+        live = [json.loads(_next_line(lines, proc))["message"] for _ in range(3)]
+        assert live == ["live 0", "live 1", "live 2"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.stdout is not None and proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert lines.empty()  # nothing twice, nothing from the other agent
+    assert "Traceback" not in err
+
+
+def test_copy_command_sqlite_to_postgres(pg_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "orchestrator.db"
+    sample_data(f"sqlite:///{source}")
+    result = invoke("copy", str(source), pg_url, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["verified"] is True and report["mode"] == "new"
+    assert {t["table"]: t["copied_rows"] for t in report["tables"]}["agent_logs"] == 7
+
+    # One URL: the source is --db; a second run has nothing left to copy.
+    again = invoke("copy", "--db", str(source), pg_url)
+    assert again.exit_code == 0, again.output
+    assert "resumed and completed 0 rows" in again.stdout
+    assert "verified" in again.stdout
+
+
+def test_logs_follow_from_an_empty_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/orchestrator.db"
+
+    async def setup() -> str:
+        async with DatabaseManager(url=url) as db:
+            oa = await db.create_orchestrator_agent("o")
+            return await db.create_agent(oa, "s")
+    agent = asyncio.run(setup())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator_db.cli", "logs", "-f", "--url", url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        async def write() -> None:
+            async with DatabaseManager(url=url) as db:
+                await db.create_agent_log(agent, "first [bold]words[/bold]", log_type="step_start")
+        asyncio.run(write())
+        line = _next_line(lines, proc)
+        assert "INFO" in line and agent[:8] in line and "step_start" in line
+        assert "first [bold]words[/bold]" in line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0

@@ -1,0 +1,76 @@
+"""Helpers of the copy tests: populate a database with every kind of row, read it all back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from orchestrator_db import DatabaseManager
+from orchestrator_db.models import utc_now
+from orchestrator_db.transfer import COPY_TABLES, ROLLUP_COLUMNS
+
+ITERATORS = {
+    "orchestrator_agents": "iter_orchestrator_agents",
+    "agents": "iter_agents",
+    "prompts": "iter_prompts",
+    "agent_logs": "iter_agent_logs",
+    "system_logs": "iter_system_logs",
+}
+
+
+async def populate(db: DatabaseManager, *, logs: int = 120) -> None:
+    """Every table, JSON details of every shape, unicode, NULLs, explicit old timestamps."""
+    planner = await db.create_orchestrator_agent(
+        "planner ✓", "Plans the work — ünïcode, emoji 🚀, CJK 計画",
+        agent_type="llm", capabilities="plan,estimate", default_model="opus",
+        metadata={"nested": {"list": [1, 2.5, None, True, "x"]}, "ключ": "значение"},
+    )
+    bare = await db.create_orchestrator_agent("bare")  # every optional column NULL
+    a1 = await db.create_agent(planner, "session-α", name="first", model="opus",
+                               metadata={"attempt": 1})
+    a2 = await db.create_agent(bare, "session-β")
+    await db.update_agent_status(a1, "executing")
+    await db.update_agent_status(a1, "completed")
+    # A prompt pruned away: its tokens and cost live on in cost_rollups.
+    old = await db.create_prompt(a1, "an old prompt", model="haiku")
+    await db.complete_prompt(old, "done", tokens_input=7, tokens_output=3, cost_usd=0.5)
+    cutoff = utc_now()
+    p1 = await db.create_prompt(a1, "Plan the feature\nwith two lines and a tab\t", model="opus")
+    await db.complete_prompt(p1, "1. do it 🙂", tokens_input=1200, tokens_output=300,
+                             cost_usd=0.021)
+    await db.create_prompt(a2, "never answered")  # response, model, completed_at NULL
+    await db.create_agent_logs([
+        {"agent_id": a1 if i % 3 else a2, "message": f"line {i} — “quoted” ✓",
+         "log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")[i % 5],
+         "log_type": "step_start" if i % 2 else "event",
+         "details": None if i % 4 == 0 else {"i": i, "ratio": i / 7, "tags": ["a", "ß"]}
+         if i % 4 == 1 else [i, "list", {"deep": {"er": i}}] if i % 4 == 2 else "plain",
+         "created_at": f"2026-01-01T00:00:{i % 60:02d}.{i:06d}+00:00" if i < 10 else None}
+        for i in range(logs)
+    ])
+    await db.create_system_log("started", source="orchestrator", details={"pid": 1})
+    await db.create_system_log("no source, no details")
+    assert (await db.prune(cutoff, tables=("prompts",)))["prompts"] == 1
+
+
+async def rollup_rows(db: DatabaseManager) -> list[dict[str, Any]]:
+    """The cost_rollups rows in a comparable form (day as text, sorted)."""
+    rows = await db.store.fetch(f"SELECT {', '.join(ROLLUP_COLUMNS)} FROM cost_rollups")
+    for row in rows:
+        row["day"] = str(row["day"])
+    return sorted(rows, key=lambda r: (r["day"], r["agent_id"], r["model"] or ""))
+
+
+async def read_all(db: DatabaseManager) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, in (created_at, id) order, as the public API returns them."""
+    out = {}
+    for table in COPY_TABLES:
+        out[table] = [row async for row in getattr(db, ITERATORS[table])()]
+    return out
+
+
+def read_all_sync(url: str) -> dict[str, list[dict[str, Any]]]:
+    async def go() -> dict[str, list[dict[str, Any]]]:
+        async with DatabaseManager(url=url) as db:
+            return await read_all(db)
+    return asyncio.run(go())
