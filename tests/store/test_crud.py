@@ -228,3 +228,18 @@ async def test_stats(db: DatabaseManager) -> None:
     assert stats["schema_version"] >= 1
     assert stats["size_bytes"] > 0
     assert stats["counts"]["agents"] == 1 and stats["counts"]["orchestrator_agents"] == 1
+
+
+async def test_agent_created_executing_or_finished_gets_its_timestamp(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    running = await db.get_agent(await db.create_agent(oa, "s", status="executing"))
+    assert running is not None
+    assert_ts(running["started_at"])
+    assert running["completed_at"] is None
+    done = await db.get_agent(await db.create_agent(oa, "s", status="failed"))
+    assert done is not None
+    assert done["started_at"] is None
+    assert_ts(done["completed_at"])
+    given = await db.get_agent(await db.create_agent(oa, "s", status="executing",
+                                                     started_at="2026-01-01T00:00:00Z"))
+    assert given is not None and given["started_at"] == "2026-01-01T00:00:00.000000+00:00"

@@ -21,7 +21,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from orchestrator_db import OrchestratorDBError, SyncDatabaseManager
 
-
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 MISSING = "0190f1c2-0000-7000-8000-000000000000"
 

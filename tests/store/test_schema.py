@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 import sqlite3
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from orchestrator_db import DatabaseManager, SchemaError, render_sqlite_schema
-from orchestrator_db.store.base import load_migrations
 from orchestrator_db.config import Dialect
+from orchestrator_db.store.base import load_migrations
 
 TABLES = {"orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs"}
 
@@ -35,7 +35,7 @@ async def test_database_from_rendered_script_is_up_to_date(tmp_path: Path) -> No
     with sqlite3.connect(path) as conn:
         conn.executescript(script)
         conn.executescript(script)  # idempotent: running it twice changes nothing
-    assert TABLES <= _tables(path)
+    assert _tables(path) >= TABLES
     before = sqlite3.connect(path).execute("SELECT * FROM schema_migrations").fetchall()
     async with DatabaseManager(path) as db:
         assert await db.schema_version() == load_migrations(Dialect.SQLITE)[-1].version
@@ -60,7 +60,7 @@ async def test_schema_path_creates_an_empty_database(tmp_path: Path) -> None:
     schema.write_text(render_sqlite_schema())
     async with DatabaseManager(tmp_path / "new" / "x.db", schema_path=schema) as db:
         assert await db.schema_version() >= 1
-    assert TABLES <= _tables(tmp_path / "new" / "x.db")
+    assert _tables(tmp_path / "new" / "x.db") >= TABLES
 
 
 async def test_newer_database_is_refused(tmp_path: Path) -> None:

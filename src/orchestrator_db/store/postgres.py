@@ -1,11 +1,19 @@
-"""PostgreSQL engine: an asyncpg pool, native uuid/timestamptz/jsonb types."""
+"""PostgreSQL engine: an asyncpg pool, native uuid/timestamptz/jsonb types.
+
+Awaited single writes outside a transaction are group-committed: the writes issued in one
+event-loop turn share one transaction (see ``PostgresStore._group_execute``), so 50 coroutines
+each awaiting ``create_agent_log`` pay one COMMIT (one WAL flush) per turn instead of one each.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,7 +30,7 @@ from ..errors import (
     SchemaError,
     ValidationError,
 )
-from ..models import format_ts
+from ..models import JsonText, decode_json, dumps_json, format_ts
 from .base import Store, TxState, current_tx, load_migrations, split_sql_script
 
 # Any constant works; it only has to be the same in every process that migrates this database.
@@ -57,6 +65,101 @@ def translate_error(exc: Exception) -> OrchestratorDBError:
     return OrchestratorDBError(f"PostgreSQL error: {msg}")
 
 
+def _rowcount(status: str) -> int:
+    """Return the rows a command status touched: "INSERT 0 1", "UPDATE 3", "DELETE 0"."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _translated(exc: BaseException) -> BaseException:
+    """Return the error a group write's caller gets for ``exc``, the driver's error chained."""
+    if isinstance(exc, DRIVER_ERRORS):
+        translated = translate_error(exc)
+        translated.__cause__ = exc
+        return translated
+    if isinstance(exc, asyncio.CancelledError):
+        return OrchestratorDBError("the group commit was cancelled")
+    return exc
+
+
+@dataclass
+class _GroupWrite:
+    """One awaited write waiting for its group's COMMIT."""
+
+    sql: str
+    params: Sequence[Any]
+    future: asyncio.Future[int]
+
+
+def _settle(group: list[_GroupWrite], outcomes: list[tuple[bool, Any]] | None,
+            error: BaseException | None = None) -> None:
+    """Resume every caller of a group with its own rowcount or error (``error``: all of them)."""
+    for index, write in enumerate(group):
+        if write.future.done():  # cancelled by its caller, or already settled
+            continue
+        if outcomes is None:
+            assert error is not None
+            write.future.set_exception(_translated(error))
+            continue
+        ok, value = outcomes[index]
+        if ok:
+            write.future.set_result(value)
+        else:
+            write.future.set_exception(_translated(value))
+
+
+async def _run_group(conn: asyncpg.Connection, group: list[_GroupWrite]) -> list[tuple[bool, Any]]:
+    """Run writes in one transaction; return (ok, rowcount or driver error) per write.
+
+    The first pass runs the writes back to back, one round trip each. Only when one of them fails
+    (the transaction is then aborted) is the group rolled back and run again with a SAVEPOINT
+    around each write, so the bad write fails alone and the others still commit: the happy path
+    pays no savepoint round trips. Raises when the transaction as a whole fails (BEGIN, COMMIT,
+    a broken connection); the caller hands that error to every write of the group.
+    """
+    try:
+        await conn.execute("BEGIN")
+        outcomes: list[tuple[bool, Any]] = []
+        for write in group:
+            try:
+                outcomes.append((True, _rowcount(await conn.execute(write.sql, *write.params))))
+            except DRIVER_ERRORS:
+                break
+        else:
+            await _commit(conn)
+            return outcomes
+        await conn.execute("ROLLBACK")
+        # Run again: what failed in the first pass may not fail now, and the reverse (other
+        # transactions commit in between), so every outcome comes from the pass that commits.
+        await conn.execute("BEGIN; SAVEPOINT group_write")
+        outcomes = []
+        for index, write in enumerate(group):
+            try:
+                outcomes.append((True, _rowcount(await conn.execute(write.sql, *write.params))))
+            except DRIVER_ERRORS as exc:
+                outcomes.append((False, exc))
+                # The savepoint stays established after ROLLBACK TO: it guards the next write.
+                await conn.execute("ROLLBACK TO SAVEPOINT group_write")
+                continue
+            if index < len(group) - 1:
+                await conn.execute("RELEASE SAVEPOINT group_write; SAVEPOINT group_write")
+        await _commit(conn)
+        return outcomes
+    except BaseException:
+        if conn.is_in_transaction() and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+        raise
+
+
+async def _commit(conn: asyncpg.Connection) -> None:
+    # COMMIT of an aborted transaction "succeeds" with the status ROLLBACK: never report that as
+    # committed (every failing write is rolled back before COMMIT, so this is a safety net).
+    status = await conn.execute("COMMIT")
+    if status != "COMMIT":
+        raise OrchestratorDBError(f"the group transaction was not committed ({status})")
+
+
 def _value(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
@@ -71,37 +174,15 @@ def _rows(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
     return [{k: _value(v) for k, v in record.items()} for record in records]
 
 
-class _JsonbFloatEncoder(json.JSONEncoder):
-    """Writes large floats without an exponent and with a fraction (1e16 → 10000000000000000.0).
-
-    jsonb keeps numbers as ``numeric`` and prints 1e+16 back as 10000000000000000, which would
-    decode as an int; with the fraction it decodes as the same float SQLite returns.
-    """
-
-    def iterencode(self, o: Any, _one_shot: bool = False) -> Any:
-        def floatstr(value: float) -> str:
-            text = float.__repr__(value)
-            return format(value, ".1f") if "e+" in text else text
-
-        return json.encoder._make_iterencode(  # type: ignore[attr-defined]
-            {} if self.check_circular else None, self.default, json.encoder.py_encode_basestring,
-            self.indent, floatstr, self.key_separator, self.item_separator, self.sort_keys,
-            self.skipkeys, _one_shot,
-        )(o, 0)
-
-
-_float_safe = _JsonbFloatEncoder(ensure_ascii=False, allow_nan=False)
-
-
 def _jsonb_encode(value: Any) -> bytes:
-    text = json.dumps(value, ensure_ascii=False)
-    if "e+" in text:  # rare: only then take the slower pure-Python encoder
-        text = _float_safe.encode(value)
+    # Strings are JSON text already encoded by the manager (store.json); anything else is a
+    # Python value to encode here. jsonb's binary format is a version byte, then the text.
+    text = value if isinstance(value, str) else dumps_json(value)
     return b"\x01" + text.encode()
 
 
 def _jsonb_decode(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return decode_json(data[1:].decode())
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -125,6 +206,14 @@ class PostgresStore(Store):
         self.max_size = max_size
         self.server_settings = server_settings or {}
         self._pool: asyncpg.Pool | None = None
+        # Group commit: awaited writes issued in the same event-loop turn share one transaction.
+        # False runs each write as its own transaction (the benchmark compares the two).
+        self.group_commit = True
+        # How many transactions the write path committed (a group or a lone write counts one).
+        self.write_commits = 0
+        self._group: list[_GroupWrite] = []
+        self._group_scheduled = False
+        self._group_tasks: set[asyncio.Task[None]] = set()
 
     # parameters ------------------------------------------------------------------------------
     @staticmethod
@@ -133,7 +222,9 @@ class PostgresStore(Store):
 
     @staticmethod
     def json(value: Any) -> Any:
-        return value
+        if value is None:
+            return None
+        return str.__str__(value) if isinstance(value, JsonText) else dumps_json(value)
 
     # lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -184,6 +275,11 @@ class PostgresStore(Store):
                 raise translate_error(exc) from exc
 
     async def close(self) -> None:
+        # Writes already awaited by callers are committed (or failed) before the pool goes away.
+        while self._group or self._group_tasks:
+            if self._group:
+                self._start_group()
+            await asyncio.wait(set(self._group_tasks))
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -211,15 +307,71 @@ class PostgresStore(Store):
         tx = current_tx.get()
         try:
             if tx is not None and tx.store is self:
-                status = await tx.conn.execute(sql, *params)
-            else:
-                async with self._pool_or_raise().acquire() as conn:
-                    status = await conn.execute(sql, *params)
+                return _rowcount(await tx.conn.execute(sql, *params))
+            pool = self._pool_or_raise()
+            if self.group_commit:
+                return await self._group_execute(sql, params)
+            async with pool.acquire() as conn:
+                status = await conn.execute(sql, *params)
+            self.write_commits += 1
+            return _rowcount(status)
         except DRIVER_ERRORS as exc:
             raise translate_error(exc) from exc
-        # "INSERT 0 1", "UPDATE 3", "DELETE 0"
-        tail = status.rsplit(" ", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
+
+    # group commit ----------------------------------------------------------------------------
+    # Writes awaited concurrently (50 coroutines each awaiting create_agent_log) are queued for
+    # one event-loop turn and committed together on one pool connection: one BEGIN ... COMMIT
+    # for the group, a bad write failing only its own caller (see _run_group), and every caller
+    # resuming only after the COMMIT that contains its write. The first writer of a group
+    # schedules the commit one loop turn later, so the writers already scheduled can join; the
+    # commit runs as a task of its own, so cancelling any caller - the first one included - never
+    # interrupts it: a cancelled caller drops out if its group has not started yet, and otherwise
+    # only stops waiting. Writes issued while a group commits form the next group, which may run
+    # on another pool connection at the same time: groups never wait for each other, so a write
+    # that waits for a row lock holds up its own group only, and the pool bounds how many run.
+    # executemany and copy_records are not grouped: a bulk write already pays one COMMIT for
+    # many rows, and in a group a large COPY would hold up the small writes that share it.
+    async def _group_execute(self, sql: str, params: Sequence[Any]) -> int:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._group.append(_GroupWrite(sql, params, future))
+        if not self._group_scheduled:
+            self._group_scheduled = True
+            loop.call_soon(self._start_group)
+        return await future
+
+    def _start_group(self) -> None:
+        """Close the queued group and start committing it."""
+        self._group_scheduled = False
+        group = [w for w in self._group if not w.future.done()]
+        self._group = []
+        if not group:
+            return
+        task = asyncio.get_running_loop().create_task(self._commit_group(group))
+        self._group_tasks.add(task)
+        task.add_done_callback(self._group_tasks.discard)
+
+    async def _commit_group(self, group: list[_GroupWrite]) -> None:
+        try:
+            async with self._pool_or_raise().acquire() as conn:
+                if len(group) == 1:
+                    # Alone: the statement is its own transaction, one round trip.
+                    write = group[0]
+                    try:
+                        outcomes = [(True, _rowcount(await conn.execute(write.sql, *write.params)))]
+                    except asyncpg.PostgresError as exc:
+                        outcomes = [(False, exc)]
+                    else:
+                        self.write_commits += 1
+                else:
+                    outcomes = await _run_group(conn, group)
+                    self.write_commits += 1
+                # Resume the callers now; releasing the connection costs a round trip more.
+                _settle(group, outcomes)
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller still waiting
+            _settle(group, None, exc)
+            if not isinstance(exc, Exception):
+                raise
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         tx = current_tx.get()

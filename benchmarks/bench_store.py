@@ -1,0 +1,294 @@
+"""Core store against the raw drivers, in one run (issue 3 targets).
+
+    python -m benchmarks.bench_store            # full (1,000,000 log rows, cached in benchmarks/.data)
+    BENCH_ROWS=200000 python -m benchmarks.bench_store   # smaller read-path data set
+
+Each line prints our figure, the raw driver's figure for the same work in the same run, the
+ratio, and the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from orchestrator_db import DatabaseManager
+from orchestrator_db.models import format_ts
+from orchestrator_db.store.base import uuid7
+
+DATA = Path(__file__).parent / ".data"
+PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
+INSERT = ("INSERT INTO agent_logs (id, agent_id, log_level, log_type, message, details, "
+          "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def line(name: str, ours: float, raw: float, unit: str, target: str, *, higher_is_better: bool
+         ) -> None:
+    ratio = ours / raw if raw else float("nan")
+    print(f"{name:<58} ours {ours:>12,.3f} {unit:<7} raw {raw:>12,.3f} {unit:<7} "
+          f"ratio {ratio:6.2f}x  (target {target})", flush=True)
+
+
+def median_ms(fn: Callable[[], object], repeat: int = 200) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+async def amedian_ms(fn: Callable[[], Awaitable[object]], repeat: int = 200) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+async def single_writes(tmp: Path) -> None:
+    n = 3000
+    async with DatabaseManager(tmp / "single.db") as db:
+        oa = await db.create_orchestrator_agent("bench")
+        agent = await db.create_agent(oa, "s")
+        for _ in range(200):  # warm-up
+            await db.create_agent_log(agent, "warm")
+        start = time.perf_counter()
+        for i in range(n):
+            await db.create_agent_log(agent, f"message {i}", details={"i": i})
+        ours = (time.perf_counter() - start) / n * 1e6
+    raw_path = tmp / "single_raw.db"
+    async with DatabaseManager(raw_path) as db:
+        oa = await db.create_orchestrator_agent("bench")
+        agent = await db.create_agent(oa, "s")
+    conn = sqlite3.connect(raw_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    start = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN")
+        conn.execute(INSERT, (uuid7(), agent, "INFO", "event", f"message {i}",
+                              json.dumps({"i": i}), format_ts(datetime.now(UTC))))
+        conn.execute("COMMIT")
+    raw = (time.perf_counter() - start) / n * 1e6
+    conn.close()
+    line("one awaited create_agent_log vs sqlite3 INSERT+commit", ours, raw, "µs/row",
+         "≤ 3x", higher_is_better=False)
+
+
+async def bulk_writes(tmp: Path) -> None:
+    n = 20_000
+    async with DatabaseManager(tmp / "bulk.db") as db:
+        oa = await db.create_orchestrator_agent("bench")
+        agent = await db.create_agent(oa, "s")
+        rows = [{"agent_id": agent, "message": f"m{i}", "details": {"i": i}} for i in range(n)]
+        await db.create_agent_logs(rows[:1000])
+        start = time.perf_counter()
+        await db.create_agent_logs(rows)
+        ours = n / (time.perf_counter() - start)
+    raw_path = tmp / "bulk_raw.db"
+    async with DatabaseManager(raw_path) as db:
+        oa = await db.create_orchestrator_agent("bench")
+        agent = await db.create_agent(oa, "s")
+    conn = sqlite3.connect(raw_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    # Strict: the raw side gets its parameter tuples ready-made (ours gets ready-made dicts and
+    # still generates ids, timestamps and JSON and validates every row inside the timing).
+    now = datetime.now(UTC)
+    params = [(uuid7(), agent, "INFO", "event", f"m{i}", json.dumps({"i": i}),
+               format_ts(now)) for i in range(n)]
+    start = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(INSERT, params)
+    conn.execute("COMMIT")
+    raw = n / (time.perf_counter() - start)
+    conn.close()
+    line("create_agent_logs(20,000) vs sqlite3 executemany, 1 txn", ours, raw, "rows/s",
+         "≥ 0.6x", higher_is_better=True)
+
+
+async def bulk_writes_pg() -> None:
+    n = 20_000
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}search_path={schema}"
+        async with DatabaseManager(url=url) as db:
+            oa = await db.create_orchestrator_agent("bench")
+            agent = await db.create_agent(oa, "s")
+            rows = [{"agent_id": agent, "message": f"m{i}", "details": {"i": i}}
+                    for i in range(n)]
+            await db.create_agent_logs(rows[:1000])
+            start = time.perf_counter()
+            await db.create_agent_logs(rows)
+            ours = n / (time.perf_counter() - start)
+        raw_conn = await asyncpg.connect(url)
+        await raw_conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                                      schema="pg_catalog")
+        now = datetime.now(UTC)
+        records = [(uuid.UUID(uuid7()), uuid.UUID(agent), "INFO", "event", f"m{i}",
+                    json.dumps({"i": i}), now) for i in range(n)]
+        # Binary COPY needs a binary jsonb codec, so raw COPY sends details as text via a cast
+        # table: copy into the same columns with jsonb given as its binary form (version 1).
+        records = [(*r[:5], b"\x01" + r[5].encode(), r[6]) for r in records]
+        await raw_conn.set_type_codec("jsonb", encoder=lambda b: b, decoder=lambda b: b,
+                                      schema="pg_catalog", format="binary")
+        start = time.perf_counter()  # strict: records ready-made, as for executemany above
+        await raw_conn.copy_records_to_table(
+            "agent_logs", records=records,
+            columns=["id", "agent_id", "log_level", "log_type", "message", "details", "created_at"],
+        )
+        raw = n / (time.perf_counter() - start)
+        await raw_conn.close()
+        line("PG create_agent_logs(20,000) vs asyncpg copy_records_to_table", ours, raw, "rows/s",
+             "≥ 0.7x", higher_is_better=True)
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+async def build_read_db(path: Path, rows: int) -> tuple[str, int]:
+    """A database with ``rows`` agent_logs; the first agent has 60% of them. Cached on disk."""
+    marker = path.with_suffix(".json")
+    if path.exists() and marker.exists():
+        meta = json.loads(marker.read_text())
+        if meta["rows"] == rows:
+            return meta["agent"], meta["agent_rows"]
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    async with DatabaseManager(path) as db:
+        oa = await db.create_orchestrator_agent("bench")
+        agents = [await db.create_agent(oa, f"s{i}") for i in range(50)]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    agent_rows = rows * 6 // 10
+    print(f"building {rows:,} agent_logs rows in {path} (cached for next runs)...", flush=True)
+    batch = []
+    for i in range(rows):
+        agent = agents[0] if i % 10 < 6 else agents[1 + i % 49]
+        batch.append((uuid7(), agent, "INFO", "event", f"message {i}", '{"i": 1}',
+                      format_ts(base + timedelta(milliseconds=i))))
+        if len(batch) == 50_000:
+            conn.execute("BEGIN")
+            conn.executemany(INSERT, batch)
+            conn.execute("COMMIT")
+            batch = []
+    if batch:
+        conn.execute("BEGIN")
+        conn.executemany(INSERT, batch)
+        conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.close()
+    marker.write_text(json.dumps({"rows": rows, "agent": agents[0], "agent_rows": agent_rows}))
+    return agents[0], agent_rows
+
+
+async def reads(rows: int) -> None:
+    path = DATA / f"reads_{rows}.db"
+    agent, agent_rows = await build_read_db(path, rows)
+    depth = min(500_000, agent_rows - 100)
+    raw = sqlite3.connect(path)
+    cols = "id, agent_id, log_level, log_type, message, details, created_at"
+    latest_sql = (f"SELECT {cols} FROM agent_logs WHERE agent_id = ? "
+                  "ORDER BY created_at DESC, id DESC LIMIT 51")
+    raw_latest = median_ms(lambda: raw.execute(latest_sql, (agent,)).fetchall())
+    # The position `depth` rows into the agent's history, found once for both sides.
+    pos = raw.execute("SELECT created_at, id FROM agent_logs WHERE agent_id = ? "
+                      "ORDER BY created_at, id LIMIT 1 OFFSET ?", (agent, depth - 1)).fetchone()
+    keyset_sql = (f"SELECT {cols} FROM agent_logs WHERE agent_id = ? AND (created_at, id) > (?, ?) "
+                  "ORDER BY created_at, id LIMIT 51")
+    raw_deep = median_ms(lambda: raw.execute(keyset_sql, (agent, pos[0], pos[1])).fetchall())
+    offset_sql = (f"SELECT {cols} FROM agent_logs WHERE agent_id = ? "
+                  "ORDER BY created_at, id LIMIT 50 OFFSET ?")
+    offset_ms = median_ms(lambda: raw.execute(offset_sql, (agent, depth)).fetchall(), repeat=3)
+    raw.close()
+    async with DatabaseManager(path) as db:
+        ours_latest = await amedian_ms(lambda: db.list_agent_logs(agent, limit=50, order="desc"))
+        first = await db.page_agent_logs(agent, limit=50)
+        ours_first = await amedian_ms(lambda: db.page_agent_logs(agent, limit=50))
+        # A cursor pointing `depth` rows in, as a client walking the pages would hold it.
+        from orchestrator_db.pagination import encode_cursor
+        cursor = encode_cursor({"created_at": pos[0], "id": pos[1]}, "asc")
+        deep = await db.page_agent_logs(agent, limit=50, cursor=cursor)
+        assert deep.items and deep.items[0]["created_at"] >= pos[0] and first.items
+        ours_deep = await amedian_ms(lambda: db.page_agent_logs(agent, limit=50, cursor=cursor))
+    print(f"-- read path on {rows:,} agent_logs rows ({agent_rows:,} of one agent)")
+    line("latest 50 of one agent vs raw sqlite3 query", ours_latest, raw_latest, "ms",
+         "≤ 3x", higher_is_better=False)
+    line(f"keyset page {depth:,} rows deep vs raw sqlite3 query", ours_deep, raw_deep, "ms",
+         "≤ 3x", higher_is_better=False)
+    line(f"keyset page {depth:,} deep vs first page (ours)", ours_deep, ours_first, "ms",
+         "≤ 2x", higher_is_better=False)
+    print(f"{'  for comparison: raw OFFSET ' + format(depth, ',') + ' LIMIT 50':<58} "
+          f"{offset_ms:,.1f} ms  ({offset_ms / ours_deep:,.0f}x our keyset page)")
+
+
+WORKER = """
+import asyncio, sys, time
+from orchestrator_db import DatabaseManager
+url, agent, n, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+async def main():
+    async with DatabaseManager(url=url) as db:
+        while time.time() < start_at:
+            await asyncio.sleep(0.001)
+        for i in range(n):
+            await db.create_agent_log(agent, f"w{i}")
+asyncio.run(main())
+"""
+
+
+async def processes(tmp: Path, workers: int = 4, n: int = 2000) -> None:
+    """SQLite's limit in numbers: several processes writing one file, one row per commit."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp / 'procs.db'}"
+    async with DatabaseManager(url=url) as db:
+        oa = await db.create_orchestrator_agent("bench")
+        agent = await db.create_agent(oa, "s")
+    start_at = time.time() + 2
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, agent, str(n), str(start_at)])
+             for _ in range(workers)]
+    for proc in procs:
+        proc.wait()
+    elapsed = time.time() - start_at
+    async with DatabaseManager(url=url) as db:
+        rows = (await db.stats())["counts"]["agent_logs"]
+    print(f"{workers} processes x {n} awaited create_agent_log on one SQLite file: "
+          f"{rows:,} rows, {rows / elapsed:,.0f} rows/s in all, 0 lost"
+          if rows == workers * n else f"LOST ROWS: {rows} of {workers * n}", flush=True)
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        print("-- write path")
+        await single_writes(Path(tmp))
+        await bulk_writes(Path(tmp))
+        try:
+            await bulk_writes_pg()
+        except (OSError, asyncpg.PostgresError) as exc:
+            print(f"PostgreSQL part skipped: {exc}")
+        await processes(Path(tmp))
+    await reads(ROWS)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
