@@ -27,7 +27,9 @@ from .summaries import day_expr, day_param
 if TYPE_CHECKING:
     from .manager import DatabaseManager
 
-PRUNABLE_TABLES = ("agent_logs", "system_logs", "prompts")
+# "changes" is the change feed's log (events.py); it goes last, because pruning the others adds
+# a change row for every deleted record.
+PRUNABLE_TABLES = ("agent_logs", "system_logs", "prompts", "changes")
 DEFAULT_BATCH_SIZE = 5000
 RETENTION_ENV = "ORCHESTRATOR_RETENTION_DAYS"
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -87,7 +89,10 @@ async def prune(db: DatabaseManager, older_than: Any, *,
     cutoff = cutoff_from(older_than)
     store = db.store
     counts: dict[str, int] = {}
-    for table in dict.fromkeys(tables):
+    for table in sorted(dict.fromkeys(tables), key=PRUNABLE_TABLES.index):
+        if table == "changes":
+            counts[table] = await _prune_changes(db, cutoff, dry_run)
+            continue
         if dry_run:
             q = store.query()
             rows = await store.fetch(
@@ -108,6 +113,20 @@ async def prune(db: DatabaseManager, older_than: Any, *,
             await asyncio.sleep(0)  # let waiting writers take the lock between batches
         counts[table] = total
     return counts
+
+
+async def _prune_changes(db: DatabaseManager, cutoff: datetime, dry_run: bool) -> int:
+    from .events import prune_changes  # the change feed's own bounded, chunked delete
+
+    if not dry_run:
+        return await prune_changes(db, older_than=cutoff)
+    store = db.store
+    q = store.query()
+    rows = await store.fetch(
+        f"SELECT count(*) AS n FROM changes WHERE created_at < {q.p(store.ts(cutoff))}",  # type: ignore[attr-defined]
+        q.params, heavy=True,
+    )
+    return int(rows[0]["n"])
 
 
 async def _prune_batch(store: Store, table: str, cutoff: datetime, batch_size: int) -> int:

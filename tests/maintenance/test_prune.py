@@ -145,7 +145,8 @@ async def test_retention_policy_from_the_environment(db: DatabaseManager,
     monkeypatch.setenv("ORCHESTRATOR_RETENTION_DAYS", "0")
     assert await apply_retention_policy(db) == {}
     monkeypatch.setenv("ORCHESTRATOR_RETENTION_DAYS", "7")
-    assert await apply_retention_policy(db) == {"agent_logs": 1, "system_logs": 0, "prompts": 0}
+    assert await apply_retention_policy(db) == {"agent_logs": 1, "system_logs": 0, "prompts": 0,
+                                                "changes": 0}
     assert [r["message"] for r in await db.list_agent_logs(agent)] == ["new"]
     monkeypatch.setenv("ORCHESTRATOR_RETENTION_DAYS", "a week")
     with pytest.raises(ValidationError, match="ORCHESTRATOR_RETENTION_DAYS"):
@@ -207,3 +208,20 @@ async def test_prune_100k_rows_beside_a_writing_process(db: DatabaseManager, db_
     assert counts == {"agent_logs": 100_000, "system_logs": 0, "prompts": 0}
     rows = [r async for r in db.iter_agent_logs(agent)]
     assert [r["message"] for r in rows] == [f"live {i}" for i in range(result["written"])]
+
+
+async def test_prune_trims_the_change_log_too(db: DatabaseManager) -> None:
+    await db.create_system_logs([{"message": str(i)} for i in range(5)])
+    store = db.store
+    old = NOW - timedelta(days=40)
+    await store.execute(f"UPDATE changes SET created_at = {store.query().p(store.ts(old))}",  # type: ignore[attr-defined]
+                        [store.ts(old)])  # type: ignore[attr-defined]
+    await db.create_system_log("recent")
+    before = (await store.fetch("SELECT count(*) AS n FROM changes"))[0]["n"]
+    assert before == 6
+    assert (await db.prune("30d", tables=["changes"], dry_run=True)) == {"changes": 5}
+    assert (await db.prune("30d", tables=["changes"])) == {"changes": 5}
+    rows = await store.fetch("SELECT count(*) AS n FROM changes")
+    assert rows[0]["n"] == 1
+    assert len(await db.list_system_logs()) == 6, "pruning the change log never touches records"
+

@@ -6,7 +6,10 @@ shared by every request and WebSocket client.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,6 +28,8 @@ from .schemas import Health
 from .security import LOOPBACK_NAMES, BodyLimit, LocalOnly, TokenAuth
 
 TOKEN_ENV = "ORCHESTRATOR_API_TOKEN"
+RETENTION_ENV = "ORCHESTRATOR_RETENTION_DAYS"
+logger = logging.getLogger("orchestrator_db.api")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_000_000
 STATIC_DIR = resources.files("orchestrator_db") / "api" / "static"
@@ -73,6 +78,20 @@ def resolve_token(host: str, token: str | None) -> str | None:
     return token
 
 
+async def _retention_loop(db: DatabaseManager, interval: float) -> None:
+    """Apply ORCHESTRATOR_RETENTION_DAYS now and then every ``interval`` seconds."""
+    from ..maintenance import apply_retention_policy
+
+    while True:
+        try:
+            counts = await apply_retention_policy(db)
+            if any(counts.values()):
+                logger.info("retention: pruned %s", counts)
+        except OrchestratorDBError as exc:  # a bad setting or a busy database: say so, go on
+            logger.warning("retention policy not applied: %s", exc)
+        await asyncio.sleep(interval)
+
+
 def create_app(
     url: str | None = None,
     db_path: str | os.PathLike[str] | None = None,
@@ -83,6 +102,7 @@ def create_app(
     manager: DatabaseManager | None = None,
     poll_interval: float = 0.05,
     allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
+    retention_interval: float = 3600.0,
 ) -> FastAPI:
     """Build the service.
 
@@ -97,6 +117,8 @@ def create_app(
         poll_interval: how often the change feed checks for new rows.
         allowed_hosts: without a token, the Host names requests may use (loopback names by
             default; add yours when a local reverse proxy forwards another name).
+        retention_interval: with ``ORCHESTRATOR_RETENTION_DAYS`` set, seconds between two
+            applications of the retention policy (the first runs at start-up).
 
     Raises:
         ApiConfigError: a non-loopback ``host`` without a token.
@@ -111,13 +133,20 @@ def create_app(
         owns_db = manager is None or not manager.is_connected
         await db.connect()
         feed = ChangeFeed(db, poll_interval=poll_interval)
+        retention: asyncio.Task[None] | None = None
         try:
             await feed.start()
             app.state.db = db
             app.state.feed = feed
+            if os.environ.get(RETENTION_ENV, "").strip():
+                retention = asyncio.create_task(_retention_loop(db, retention_interval))
             yield
         finally:
             try:
+                if retention is not None:
+                    retention.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await retention
                 await feed.stop()
             finally:
                 if owns_db:
