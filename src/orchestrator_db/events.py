@@ -596,7 +596,7 @@ async def prune_changes(db: DatabaseManager, keep_last: int | None = None,
         q = store.query()
         rows = await store.fetch(
             f"SELECT max(position) AS n FROM changes WHERE created_at < "
-            f"{q.p(store.ts(cutoff))}", q.params,  # type: ignore[attr-defined]
+            f"{q.p(store.ts(cutoff))}", q.params,
         )
         if rows[0]["n"] is None:
             return 0

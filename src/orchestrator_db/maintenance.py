@@ -96,7 +96,7 @@ async def prune(db: DatabaseManager, older_than: Any, *,
         if dry_run:
             q = store.query()
             rows = await store.fetch(
-                f"SELECT count(*) AS n FROM {table} WHERE created_at < {q.p(store.ts(cutoff))}",  # type: ignore[attr-defined]
+                f"SELECT count(*) AS n FROM {table} WHERE created_at < {q.p(store.ts(cutoff))}",
                 q.params, heavy=True,
             )
             counts[table] = int(rows[0]["n"])
@@ -123,7 +123,7 @@ async def _prune_changes(db: DatabaseManager, cutoff: datetime, dry_run: bool) -
     store = db.store
     q = store.query()
     rows = await store.fetch(
-        f"SELECT count(*) AS n FROM changes WHERE created_at < {q.p(store.ts(cutoff))}",  # type: ignore[attr-defined]
+        f"SELECT count(*) AS n FROM changes WHERE created_at < {q.p(store.ts(cutoff))}",
         q.params, heavy=True,
     )
     return int(rows[0]["n"])
@@ -133,7 +133,7 @@ async def _prune_batch(store: Store, table: str, cutoff: datetime, batch_size: i
     async with store.transaction():
         q = store.query()
         rows = await store.fetch(
-            f"SELECT id FROM {table} WHERE created_at < {q.p(store.ts(cutoff))} "  # type: ignore[attr-defined]
+            f"SELECT id FROM {table} WHERE created_at < {q.p(store.ts(cutoff))} "
             f"ORDER BY created_at, id LIMIT {q.p(batch_size)}",
             q.params, heavy=True,
         )
@@ -148,7 +148,7 @@ async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) 
             f"SELECT p.id, {day_expr(dialect, 'p.created_at')} AS day, a.session_id, p.agent_id, "
             "a.orchestrator_agent_id, p.model, p.tokens_input, p.tokens_output, p.cost_usd "
             "FROM prompts p JOIN agents a ON a.id = p.agent_id "
-            f"WHERE p.created_at < {q.p(store.ts(cutoff))} "  # type: ignore[attr-defined]
+            f"WHERE p.created_at < {q.p(store.ts(cutoff))} "
             f"ORDER BY p.created_at, p.id LIMIT {q.p(batch_size)}{_lock_rows(dialect)}",
             q.params, heavy=True,
         )
@@ -161,7 +161,7 @@ async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) 
             acc[1] += int(r["tokens_input"])
             acc[2] += int(r["tokens_output"])
             acc[3] += float(r["cost_usd"])
-        now = store.ts(utc_now())  # type: ignore[attr-defined]
+        now = store.ts(utc_now())
         for (day, session_id, agent_id, oa_id, model), (n, t_in, t_out, cost) in groups.items():
             day_value = day_param(dialect, date.fromisoformat(day))
             q = store.query()

@@ -263,9 +263,9 @@ class DatabaseManager:
         for column in COLUMNS[table]:
             value = values.get(column)
             if column in JSON_FIELDS:
-                value = store.json(value)  # type: ignore[attr-defined]
+                value = store.json(value)
             elif column in TIME_FIELDS:
-                value = store.ts(value)  # type: ignore[attr-defined]
+                value = store.ts(value)
             out.append(value)
         return out
 
@@ -299,14 +299,14 @@ class DatabaseManager:
             if value is None and name in NOT_NULL[table]:
                 raise ValidationError(f"{name} cannot be set to None", field=name)
             if name in JSON_FIELDS:
-                value = store.json(value)  # type: ignore[attr-defined]
+                value = store.json(value)
             elif name in TIME_FIELDS:
-                value = store.ts(value)  # type: ignore[attr-defined]
+                value = store.ts(value)
             elif name == "orchestrator_agent_id" and value is not None:
                 value = check_uuid(value, name)
             sets.append(f"{name} = {q.p(value)}")
         if touch:
-            sets.append(f"updated_at = {q.p(store.ts(utc_now()))}")  # type: ignore[attr-defined]
+            sets.append(f"updated_at = {q.p(store.ts(utc_now()))}")
         sql = f"UPDATE {table} SET {', '.join(sets)} WHERE id = {q.p(row_id)}"
         return await store.execute(sql, q.params) > 0
 
@@ -337,7 +337,7 @@ class DatabaseManager:
             created_at, row_id = decode_cursor(cursor, order)
             op = ">" if order == "asc" else "<"
             conditions.append(
-                f"(created_at, id) {op} ({q.p(store.ts(created_at))}, {q.p(row_id)})"  # type: ignore[attr-defined]
+                f"(created_at, id) {op} ({q.p(store.ts(created_at))}, {q.p(row_id)})"
             )
         direction = "ASC" if order == "asc" else "DESC"
         sql = f"SELECT {', '.join(COLUMNS[table])} FROM {table}"
@@ -373,9 +373,9 @@ class DatabaseManager:
         conditions = []
         start, end = check_time(since, "since"), check_time(until, "until")
         if start is not None:
-            conditions.append(f"{column} >= {q.p(store.ts(start))}")  # type: ignore[attr-defined]
+            conditions.append(f"{column} >= {q.p(store.ts(start))}")
         if end is not None:
-            conditions.append(f"{column} < {q.p(store.ts(end))}")  # type: ignore[attr-defined]
+            conditions.append(f"{column} < {q.p(store.ts(end))}")
         return conditions
 
     @staticmethod
@@ -612,15 +612,15 @@ class DatabaseManager:
         store = self.store
         now = utc_now()
         q = store.query()
-        sets = [f"status = {q.p(status)}", f"updated_at = {q.p(store.ts(now))}"]  # type: ignore[attr-defined]
+        sets = [f"status = {q.p(status)}", f"updated_at = {q.p(store.ts(now))}"]
         if started is not None:
-            sets.append(f"started_at = {q.p(store.ts(started))}")  # type: ignore[attr-defined]
+            sets.append(f"started_at = {q.p(store.ts(started))}")
         elif status == "executing":
-            sets.append(f"started_at = coalesce(started_at, {q.p(store.ts(now))})")  # type: ignore[attr-defined]
+            sets.append(f"started_at = coalesce(started_at, {q.p(store.ts(now))})")
         if completed is not None:
-            sets.append(f"completed_at = {q.p(store.ts(completed))}")  # type: ignore[attr-defined]
+            sets.append(f"completed_at = {q.p(store.ts(completed))}")
         elif status in TERMINAL_AGENT_STATUSES:
-            sets.append(f"completed_at = coalesce(completed_at, {q.p(store.ts(now))})")  # type: ignore[attr-defined]
+            sets.append(f"completed_at = coalesce(completed_at, {q.p(store.ts(now))})")
         sql = f"UPDATE agents SET {', '.join(sets)} WHERE id = {q.p(agent_id)}"
         return await store.execute(sql, q.params) > 0
 

@@ -154,9 +154,9 @@ async def cost_summary(store: Store, group_by: str, since: datetime | None,
     q = store.query()
     conditions = []
     if since is not None:
-        conditions.append(f"p.created_at >= {q.p(store.ts(since))}")  # type: ignore[attr-defined]
+        conditions.append(f"p.created_at >= {q.p(store.ts(since))}")
     if until is not None:
-        conditions.append(f"p.created_at < {q.p(store.ts(until))}")  # type: ignore[attr-defined]
+        conditions.append(f"p.created_at < {q.p(store.ts(until))}")
     where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
     rows = await store.fetch(
         f"SELECT {key} AS key, {name} AS name, count(*) AS prompts, "

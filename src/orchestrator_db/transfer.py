@@ -210,7 +210,7 @@ def _select_sql(db: DatabaseManager, table: str, after: tuple[str, str] | None, 
     sql = f"SELECT {', '.join(COLUMNS[table])} FROM {table}"
     if after is not None:
         created_at, row_id = after
-        ts = store.ts(parse_ts(created_at))  # type: ignore[attr-defined]
+        ts = store.ts(parse_ts(created_at))
         sql += f" WHERE (created_at, id) > ({q.p(ts)}, {q.p(row_id)})"
     sql += f" ORDER BY created_at, id LIMIT {q.p(limit)}"
     return sql, q.params
@@ -282,7 +282,7 @@ async def _is_prefix(src: DatabaseManager, table: str, dst_rows: int, last: tupl
     """Whether the destination's rows can be the first ``dst_rows`` rows of the source."""
     store = src.store
     q = store.query()
-    ts = store.ts(parse_ts(last[0]))  # type: ignore[attr-defined]
+    ts = store.ts(parse_ts(last[0]))
     found = await store.fetchone(
         f"SELECT created_at FROM {table} WHERE id = {q.p(last[1])}", q.params
     )
@@ -312,7 +312,7 @@ def _converter(db: DatabaseManager, table: str, *, json_text: bool
     JSON that is still text (``json_text``) is handed over as ``JsonText``, which they keep.
     """
     store = db.store
-    to_json, to_ts = store.json, store.ts  # type: ignore[attr-defined]
+    to_json, to_ts = store.json, store.ts
     times, jsons = _indexes(COLUMNS[table])
 
     def convert(record: list[Any]) -> list[Any]:
@@ -398,7 +398,7 @@ def _rollup_params(db: DatabaseManager, row: Row) -> list[Any]:
     store = db.store
     values = [row[c] for c in ROLLUP_COLUMNS]
     values[0] = day_param(db.dialect, date.fromisoformat(row["day"]))
-    values[-1] = store.ts(parse_ts(row["updated_at"]))  # type: ignore[attr-defined]
+    values[-1] = store.ts(parse_ts(row["updated_at"]))
     return values
 
 

@@ -17,11 +17,13 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 from ..config import Dialect, Target
 from ..errors import SchemaError, SchemaNotFoundError
+from ..models import JsonText, dumps_json
 
 JSON_COLUMNS = frozenset({"metadata", "details", "capabilities"})
 
@@ -166,6 +168,18 @@ class Store(abc.ABC):
     def query(self) -> Query:
         """Return a new parameter collector for this engine."""
         return Query(self.dialect)
+
+    # parameters ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def ts(self, value: datetime | None) -> Any:
+        """Return a timestamp parameter in the form the driver stores."""
+
+    @staticmethod
+    def json(value: Any) -> Any:
+        """Return a JSON parameter: the text a payload model encoded, or the value encoded now."""
+        if value is None:
+            return None
+        return str.__str__(value) if isinstance(value, JsonText) else dumps_json(value)
 
     # lifecycle -------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -32,7 +32,7 @@ from ..errors import (
     SchemaError,
     SchemaNotFoundError,
 )
-from ..models import JsonText, decode_json, dumps_json, format_ts
+from ..models import decode_json, format_ts
 from .base import JSON_COLUMNS, Migration, Store, TxState, current_tx, load_migrations, split_sql_script
 
 T = TypeVar("T")
@@ -260,12 +260,6 @@ class SQLiteStore(Store):
             text = format_ts(value)
             self._last_ts = (value, text)
         return text
-
-    @staticmethod
-    def json(value: Any) -> Any:
-        if value is None:
-            return None
-        return str.__str__(value) if isinstance(value, JsonText) else dumps_json(value)
 
     # lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
