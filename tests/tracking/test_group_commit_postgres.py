@@ -175,19 +175,23 @@ async def test_writes_inside_a_transaction_bypass_the_group_and_roll_back_togeth
     before = store.write_commits
 
     async def rolled_back() -> None:
-        with pytest.raises(RuntimeError):
-            async with db.transaction():
-                for i in range(5):  # one at a time: they share the transaction's connection
-                    await db.create_agent_log(agent, f"tx{i}")
-                assert await db.update_agent_status(agent, "executing") is True
-                # Awaited, yet not visible to anyone else: they were not group-committed.
-                assert await other.fetchval("SELECT count(*) FROM agent_logs") == 0
-                inside.set()
-                await release.wait()
-                raise RuntimeError("undo")
+        try:
+            with pytest.raises(RuntimeError):
+                async with db.transaction():
+                    for i in range(5):  # one at a time: they share the transaction's connection
+                        await db.create_agent_log(agent, f"tx{i}")
+                    assert await db.update_agent_status(agent, "executing") is True
+                    # Awaited, yet not visible to anyone else: they were not group-committed.
+                    assert await other.fetchval("SELECT count(*) FROM agent_logs") == 0
+                    inside.set()
+                    await release.wait()
+                    raise RuntimeError("undo")
+        finally:
+            inside.set()  # a failed assertion above must not leave the test waiting
 
     tx = asyncio.create_task(rolled_back())
     await inside.wait()
+    assert not tx.done()
     outside = await asyncio.gather(*[db.create_agent_log(agent, f"w{i}") for i in range(20)])
     assert len(outside) == 20
     assert await other.fetchval("SELECT count(*) FROM agent_logs") == 20
@@ -275,3 +279,23 @@ async def test_close_commits_the_writes_still_waiting_for_their_group(pg_url: st
     async with DatabaseManager(url=pg_url) as again:
         rows = await again.list_agent_logs(agent, limit=1000)
     assert sorted(r["id"] for r in rows) == sorted(ids)
+
+
+async def test_close_with_only_cancelled_writes_queued(pg_url: str) -> None:
+    db = DatabaseManager(url=pg_url)
+    await db.connect()
+    try:
+        agent = await new_agent(db)
+        store = store_of(db)
+        while store._group_tasks:  # let the lone writes of new_agent release their connections
+            await asyncio.wait(set(store._group_tasks))
+        tasks = [asyncio.create_task(db.create_agent_log(agent, f"m{i}")) for i in range(3)]
+        await asyncio.sleep(0)
+        for task in tasks:
+            task.cancel()  # cancels the future each one waits on, at once
+        assert len(store._group) == 3 and not store._group_tasks
+    finally:
+        await db.close()
+    assert all(task.cancelled() for task in tasks)
+    async with DatabaseManager(url=pg_url) as again:
+        assert await again.list_agent_logs(agent) == []
