@@ -13,9 +13,11 @@ from ..errors import OrchestratorDBError
 from ..manager import DatabaseManager
 from . import DbOption, State, UrlOption, app, console, err_console
 
-HostOption = Annotated[str, typer.Option("--host", help="Address to listen on. Anything but "
+HostOption = Annotated[str, typer.Option("--host", envvar="ORCHESTRATOR_HOST",
+                                         help="Address to listen on. Anything but "
                                          "loopback needs ORCHESTRATOR_API_TOKEN.")]
-PortOption = Annotated[int, typer.Option("--port", help="Port to listen on.")]
+PortOption = Annotated[int, typer.Option("--port", envvar="ORCHESTRATOR_PORT",
+                                         help="Port to listen on.")]
 
 
 def _fail(exc: Exception) -> typer.Exit:
