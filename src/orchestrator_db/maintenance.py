@@ -197,7 +197,8 @@ async def _delete_ids(store: Store, table: str, ids: list[str]) -> int:
         await store.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
         return len(ids)
     elif dialect is Dialect.POSTGRES:
-        return await store.execute(f"DELETE FROM {table} WHERE id = ANY($1::uuid[])", [ids])
+        sql = f"DELETE FROM {table} WHERE id = ANY($1::uuid[])"  # table: from PRUNABLE_TABLES
+        return await store.execute(sql, [ids])
     else:  # pragma: no cover
         raise AssertionError(dialect)
 

@@ -313,8 +313,8 @@ class DatabaseManager:
     async def _delete(self, table: str, row_id: Any) -> bool:
         row_id = check_uuid(row_id, "id")
         q = self.store.query()
-        return await self.store.execute(f"DELETE FROM {table} WHERE id = {q.p(row_id)}",
-                                        q.params) > 0
+        sql = f"DELETE FROM {table} WHERE id = {q.p(row_id)}"  # table: one of COLUMNS' keys
+        return await self.store.execute(sql, q.params) > 0
 
     async def _page(
         self,
