@@ -33,12 +33,14 @@ from .models import (
     PROMPT_STATUSES,
     AgentCreate,
     AgentLogCreate,
+    AgentLogUpdate,
     AgentUpdate,
     OrchestratorAgentCreate,
     OrchestratorAgentUpdate,
     PromptCreate,
     PromptUpdate,
     SystemLogCreate,
+    SystemLogUpdate,
     parse_ts,
     utc_now,
 )
@@ -75,6 +77,8 @@ NOT_NULL = {
     "orchestrator_agents": frozenset({"name", "status"}),
     "agents": frozenset({"orchestrator_agent_id", "session_id", "status"}),
     "prompts": frozenset({"content", "status", "tokens_input", "tokens_output", "cost_usd"}),
+    "agent_logs": frozenset({"log_level", "log_type", "message"}),
+    "system_logs": frozenset({"log_level", "message"}),
 }
 TERMINAL_AGENT_STATUSES = frozenset({"completed", "failed", "cancelled"})
 ITER_PAGE = 1000
@@ -833,6 +837,10 @@ class DatabaseManager:
         """Return the agent log line, or None if there is none."""
         return await self._get("agent_logs", log_id, "log_id")
 
+    async def update_agent_log(self, log_id: str, **fields: Any) -> bool:
+        """Change fields of an agent log line (e.g. redact a leaked secret); False if missing."""
+        return await self._update("agent_logs", log_id, AgentLogUpdate, fields, touch=False)
+
     async def delete_agent_log(self, log_id: str) -> bool:
         """Delete one agent log line (e.g. one that leaked a secret); False if missing."""
         return await self._delete("agent_logs", log_id)
@@ -902,6 +910,10 @@ class DatabaseManager:
     async def get_system_log(self, log_id: str) -> dict[str, Any] | None:
         """Return the system log line, or None if there is none."""
         return await self._get("system_logs", log_id, "log_id")
+
+    async def update_system_log(self, log_id: str, **fields: Any) -> bool:
+        """Change fields of a system log line; False if missing."""
+        return await self._update("system_logs", log_id, SystemLogUpdate, fields, touch=False)
 
     async def delete_system_log(self, log_id: str) -> bool:
         """Delete one system log line; False if missing."""

@@ -279,6 +279,24 @@ class SystemLogCreate(_Payload):
     created_at: Timestamp = None
 
 
+class AgentLogUpdate(_Payload):
+    """Fields ``update_agent_log`` may change (e.g. to redact a message that leaked a secret)."""
+
+    log_level: Level | None = None
+    log_type: Text | None = None
+    message: Message | None = None
+    details: JSONValue = None
+
+
+class SystemLogUpdate(_Payload):
+    """Fields ``update_system_log`` may change."""
+
+    log_level: Level | None = None
+    source: Text | None = None
+    message: Message | None = None
+    details: JSONValue = None
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -362,6 +380,7 @@ __all__ = [
     "AgentCreate",
     "AgentLog",
     "AgentLogCreate",
+    "AgentLogUpdate",
     "AgentUpdate",
     "OrchestratorAgent",
     "OrchestratorAgentCreate",
@@ -371,6 +390,7 @@ __all__ = [
     "PromptUpdate",
     "SystemLog",
     "SystemLogCreate",
+    "SystemLogUpdate",
     "format_ts",
     "parse_ts",
     "utc_now",

@@ -181,9 +181,18 @@ async def test_agent_logs(client: httpx.AsyncClient) -> None:
     assert (await client.delete(f"/api/agent-logs/{ids[0]}")).status_code == 204
     assert await listed() == ids[1:]
     error_of(await client.delete(f"/api/agent-logs/{ids[0]}"), 404, "NotFoundError", "id")
-    # Log lines are append-only: there is no PATCH.
-    error_of(await client.patch(f"/api/agent-logs/{ids[1]}", json={"message": "x"}), 405,
-             "MethodNotAllowed")
+    # A log line can be edited, e.g. to redact a secret that leaked into it.
+    r = await client.patch(f"/api/agent-logs/{ids[1]}",
+                           json={"message": "token=[redacted]", "details": None})
+    assert r.status_code == 200, r.text
+    assert r.json() == {**rows[1], "message": "token=[redacted]", "details": None}
+    assert (await client.get(f"/api/agent-logs/{ids[1]}")).json()["message"] == "token=[redacted]"
+    error_of(await client.patch(f"/api/agent-logs/{ids[1]}", json={"agent_id": a2["id"]}), 422,
+             "ValidationError", "agent_id")
+    error_of(await client.patch(f"/api/agent-logs/{ids[1]}", json={"message": None}), 400,
+             "ValidationError", "message")
+    error_of(await client.patch(f"/api/agent-logs/{ids[0]}", json={"message": "x"}), 404,
+             "NotFoundError", "id")
 
 
 async def test_system_logs(client: httpx.AsyncClient) -> None:
@@ -194,6 +203,11 @@ async def test_system_logs(client: httpx.AsyncClient) -> None:
         assert r.status_code == 201, r.text
         made.append(r.json())
     ids = [row["id"] for row in made]
+    r = await client.patch(f"/api/system-logs/{ids[2]}", json={"message": "edited",
+                                                              "log_level": "debug"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {**made[2], "message": "edited"}
+    made[2] = r.json()
     r = await client.get("/api/system-logs", params={"source": "scheduler"})
     assert [row["id"] for row in r.json()["items"]] == ids[:2]
     r = await client.get("/api/system-logs", params={"min_level": "info"})

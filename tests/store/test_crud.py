@@ -243,3 +243,18 @@ async def test_agent_created_executing_or_finished_gets_its_timestamp(db: Databa
     given = await db.get_agent(await db.create_agent(oa, "s", status="executing",
                                                      started_at="2026-01-01T00:00:00Z"))
     assert given is not None and given["started_at"] == "2026-01-01T00:00:00.000000+00:00"
+
+
+async def test_log_lines_can_be_edited(db: DatabaseManager) -> None:
+    agent_id = await make_agent(db)
+    log = await db.create_agent_log(agent_id, "api_key=sk-123", details={"key": "sk-123"})
+    assert await db.update_agent_log(log, message="api_key=[redacted]", details=None) is True
+    row = await db.get_agent_log(log)
+    assert row is not None
+    assert (row["message"], row["details"], row["log_level"]) == ("api_key=[redacted]", None,
+                                                                  "INFO")
+    syslog = await db.create_system_log("x", source="a")
+    assert await db.update_system_log(syslog, log_level="error", source=None) is True
+    srow = await db.get_system_log(syslog)
+    assert srow is not None and (srow["log_level"], srow["source"]) == ("ERROR", None)
+    assert await db.update_agent_log("0190f1c2-0000-7000-8000-000000000000", message="m") is False

@@ -229,3 +229,17 @@ async def test_unreachable_postgres_is_a_clear_error() -> None:
     db = DatabaseManager(url="postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(OrchestratorDBError, match="cannot connect to PostgreSQL"):
         await db.connect()
+
+
+async def test_log_update_errors(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    log = await db.create_agent_log(await db.create_agent(oa, "s"), "m")
+    with pytest.raises(ValidationError, match="unknown field 'agent_id'"):
+        await db.update_agent_log(log, agent_id=MISSING)
+    with pytest.raises(ValidationError, match="cannot be set to None") as info:
+        await db.update_agent_log(log, message=None)
+    assert info.value.field == "message"
+    with pytest.raises(ValidationError) as info:
+        await db.update_system_log(log, log_level="LOUD")
+    assert info.value.field == "log_level"
+    assert (await db.get_agent_log(log) or {})["message"] == "m"

@@ -2,8 +2,8 @@
 
 Every list takes the library's filters plus ``limit`` (1-1000), ``order`` and an opaque
 ``cursor``, and answers ``{"items": [...], "next_cursor": ...}``. Request bodies are the library's
-payload models, so the API validates exactly what the library does. Log lines are append-only
-facts: they can be created, read and deleted (e.g. to remove a leaked secret) but not edited.
+payload models, so the API validates exactly what the library does. Log lines can be edited
+too (PATCH), e.g. to redact a secret that leaked into a message.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..models import (
     AgentCreate,
     AgentLog,
     AgentLogCreate,
+    AgentLogUpdate,
     AgentStatus,
     AgentUpdate,
     Level,
@@ -37,6 +38,7 @@ from ..models import (
     PromptUpdate,
     SystemLog,
     SystemLogCreate,
+    SystemLogUpdate,
 )
 from ..pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from .schemas import (
@@ -345,6 +347,17 @@ async def get_agent_log(db: Db, log_id: RowId) -> dict[str, Any]:
     return found(await db.get_agent_log(log_id), "agent log", log_id)
 
 
+@router.patch("/agent-logs/{log_id}", response_model=AgentLog, tags=["agent logs"],
+              responses=UPDATE_ERRORS)
+async def update_agent_log(db: Db, log_id: RowId, body: AgentLogUpdate) -> dict[str, Any]:
+    """Change the given fields of an agent log line (e.g. redact a leaked secret)."""
+    async with db.transaction():
+        changed = await db.update_agent_log(log_id, **body.model_dump(exclude_unset=True))
+        ensure(changed, "agent log", log_id)
+        row = await db.get_agent_log(log_id)
+    return found(row, "agent log", log_id)
+
+
 @router.delete("/agent-logs/{log_id}", status_code=204, tags=["agent logs"],
                responses=DELETE_ERRORS)
 async def delete_agent_log(db: Db, log_id: RowId) -> Response:
@@ -375,6 +388,17 @@ async def create_system_log(db: Db, body: SystemLogCreate) -> dict[str, Any]:
 async def get_system_log(db: Db, log_id: RowId) -> dict[str, Any]:
     """Return one system log line."""
     return found(await db.get_system_log(log_id), "system log", log_id)
+
+
+@router.patch("/system-logs/{log_id}", response_model=SystemLog, tags=["system logs"],
+              responses=UPDATE_ERRORS)
+async def update_system_log(db: Db, log_id: RowId, body: SystemLogUpdate) -> dict[str, Any]:
+    """Change the given fields of a system log line."""
+    async with db.transaction():
+        changed = await db.update_system_log(log_id, **body.model_dump(exclude_unset=True))
+        ensure(changed, "system log", log_id)
+        row = await db.get_system_log(log_id)
+    return found(row, "system log", log_id)
 
 
 @router.delete("/system-logs/{log_id}", status_code=204, tags=["system logs"],
