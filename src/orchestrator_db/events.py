@@ -47,9 +47,10 @@ from typing import Any, assert_never
 
 from .config import Dialect
 from .errors import NotConnectedError, ValidationError
-from .manager import COLUMNS, DatabaseManager, check_level, check_time
+from .manager import COLUMNS, DatabaseManager
 from .models import LOG_LEVEL_NUMBERS, utc_now
 from .store.sqlite import _rows, translate_error
+from .validation import check_level, check_time
 
 logger = logging.getLogger(__name__)
 

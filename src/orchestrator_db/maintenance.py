@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import Dialect
 from .errors import ValidationError
-from .manager import COLUMNS, JSON_FIELDS, TIME_FIELDS, check_choice, check_time, check_uuid
+from .manager import COLUMNS, JSON_FIELDS, TIME_FIELDS
 from .models import utc_now
 from .store.base import Store
 from .summaries import day_expr, day_param
+from .validation import check_choice, check_time, check_uuid
 
 if TYPE_CHECKING:
     from .manager import DatabaseManager

@@ -7,12 +7,11 @@ only ever travel as driver parameters) and returns plain dicts in one shape on b
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
@@ -41,7 +40,6 @@ from .models import (
     PromptUpdate,
     SystemLogCreate,
     SystemLogUpdate,
-    parse_ts,
     utc_now,
 )
 from .pagination import (
@@ -54,11 +52,20 @@ from .pagination import (
     encode_cursor,
 )
 from .store.base import Query, Store, uuid7
+from .validation import (
+    M,
+    _validation_error,
+    check_choice,
+    check_level,
+    check_time,
+    check_uuid,
+    short,
+    validate,
+)
 
 if TYPE_CHECKING:
     from .tracking import AgentRun
 
-M = TypeVar("M", bound=pydantic.BaseModel)
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "orchestrator_agents": ("id", "name", "description", "agent_type", "capabilities",
@@ -82,78 +89,6 @@ NOT_NULL = {
 }
 TERMINAL_AGENT_STATUSES = frozenset({"completed", "failed", "cancelled"})
 ITER_PAGE = 1000
-
-
-def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel]
-                      ) -> ValidationError:
-    err = exc.errors()[0]
-    field = ".".join(str(part) for part in err["loc"]) or None
-    top = str(err["loc"][0]) if err["loc"] else None
-    if err["type"] == "extra_forbidden":
-        allowed = ", ".join(sorted(model.model_fields))
-        message = f"unknown field {top!r}; allowed fields: {allowed}"
-    elif err["type"] == "string_pattern_mismatch":  # the only pattern is NO_NUL
-        message = f"{field}: must not contain NUL characters"
-    else:
-        shown = repr(err.get("input"))
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        message = f"{field}: {err['msg']} (got {shown})"
-    return ValidationError(message, field=top)
-
-
-def validate(model: type[M], data: Mapping[str, Any]) -> M:
-    """Validate ``data`` with a payload model, raising our ValidationError naming the field."""
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise _validation_error(exc, model) from exc
-
-
-def check_uuid(value: Any, field: str) -> str:
-    """Return ``value`` as a canonical UUID string, or raise ValidationError naming ``field``."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str):
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    raise ValidationError(f"{field} must be a UUID string, got {shown}", field=field)
-
-
-def check_choice(value: Any, allowed: Iterable[str], field: str) -> str:
-    """Return ``value`` if it is one of ``allowed``."""
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValidationError(
-            f"{field} must be one of {', '.join(allowed)}; got {value!r}", field=field
-        )
-    return str(value)
-
-
-def check_time(value: Any, field: str) -> datetime | None:
-    """Parse an optional caller timestamp (datetime or ISO 8601 string)."""
-    if value is None:
-        return None
-    try:
-        return parse_ts(value)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError(
-            f"{field} must be a datetime or an ISO 8601 string, got {value!r}", field=field
-        ) from exc
-
-
-def check_level(value: Any, field: str) -> str:
-    """Return a log level in upper case, or raise ValidationError."""
-    level = value.upper() if isinstance(value, str) else value
-    return check_choice(level, LOG_LEVELS, field)
-
-
-def short(row_id: str) -> str:
-    """Return the start of an id, for messages."""
-    return row_id[:8] + "…"
 
 
 class DatabaseManager:

@@ -1,0 +1,91 @@
+"""Argument checks shared by the manager and the modules built on it.
+
+Each raises ``orchestrator_db.errors.ValidationError`` naming the field and, where there is a
+closed set, the allowed values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import pydantic
+
+from .errors import ValidationError
+from .models import LOG_LEVELS, parse_ts
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel]
+                      ) -> ValidationError:
+    err = exc.errors()[0]
+    field = ".".join(str(part) for part in err["loc"]) or None
+    top = str(err["loc"][0]) if err["loc"] else None
+    if err["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(model.model_fields))
+        message = f"unknown field {top!r}; allowed fields: {allowed}"
+    elif err["type"] == "string_pattern_mismatch":  # the only pattern is NO_NUL
+        message = f"{field}: must not contain NUL characters"
+    else:
+        shown = repr(err.get("input"))
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        message = f"{field}: {err['msg']} (got {shown})"
+    return ValidationError(message, field=top)
+
+
+def validate(model: type[M], data: Mapping[str, Any]) -> M:
+    """Validate ``data`` with a payload model, raising our ValidationError naming the field."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _validation_error(exc, model) from exc
+
+
+def check_uuid(value: Any, field: str) -> str:
+    """Return ``value`` as a canonical UUID string, or raise ValidationError naming ``field``."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ValidationError(f"{field} must be a UUID string, got {shown}", field=field)
+
+
+def check_choice(value: Any, allowed: Iterable[str], field: str) -> str:
+    """Return ``value`` if it is one of ``allowed``."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValidationError(
+            f"{field} must be one of {', '.join(allowed)}; got {value!r}", field=field
+        )
+    return str(value)
+
+
+def check_time(value: Any, field: str) -> datetime | None:
+    """Parse an optional caller timestamp (datetime or ISO 8601 string)."""
+    if value is None:
+        return None
+    try:
+        return parse_ts(value)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError(
+            f"{field} must be a datetime or an ISO 8601 string, got {value!r}", field=field
+        ) from exc
+
+
+def check_level(value: Any, field: str) -> str:
+    """Return a log level in upper case, or raise ValidationError."""
+    level = value.upper() if isinstance(value, str) else value
+    return check_choice(level, LOG_LEVELS, field)
+
+
+def short(row_id: str) -> str:
+    """Return the start of an id, for messages."""
+    return row_id[:8] + "…"
