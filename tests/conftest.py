@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
@@ -71,9 +71,11 @@ def pg_server_url() -> str:
     return PG_URL
 
 
-def with_search_path(url: str, schema: str) -> str:
-    """Return ``url`` selecting ``schema`` through asyncpg's server settings."""
-    return _with_search_path(url, schema)
+@pytest.fixture
+def pg_schema_url() -> Callable[[str], str]:
+    """Turn a schema name into a URL of the test server selecting that schema."""
+    require_pg()
+    return lambda schema: _with_search_path(PG_URL, schema)
 
 
 @pytest.fixture

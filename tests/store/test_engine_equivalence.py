@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,6 @@ class Normaliser:
         return value
 
 
-def _with_search_path(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
-
-
 def _pg(sql: str) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(SameOnBothEngines.pg_url)
@@ -80,6 +77,7 @@ def _pg(sql: str) -> None:
 class SameOnBothEngines(RuleBasedStateMachine):
     tmp: Path
     pg_url: str
+    schema_url: Callable[[str], str]
 
     @initialize()
     def open(self) -> None:
@@ -87,7 +85,7 @@ class SameOnBothEngines(RuleBasedStateMachine):
         _pg(f"CREATE SCHEMA {self.schema}")
         path = self.tmp / f"{self.schema}.db"
         self.dbs = [SyncDatabaseManager(path).connect(),
-                    SyncDatabaseManager(url=_with_search_path(self.pg_url, self.schema)).connect()]
+                    SyncDatabaseManager(url=self.schema_url(self.schema)).connect()]
         self.norms = [Normaliser(), Normaliser()]
         self.oas: list[list[str]] = [[], []]
         self.agents: list[list[str]] = [[], []]
@@ -202,9 +200,11 @@ class SameOnBothEngines(RuleBasedStateMachine):
         self.both(lambda i, db: db.list_sessions())
 
 
-def test_same_behaviour_on_sqlite_and_postgresql(tmp_path: Path, pg_server_url: str) -> None:
+def test_same_behaviour_on_sqlite_and_postgresql(tmp_path: Path, pg_server_url: str,
+                                                  pg_schema_url: Callable[[str], str]) -> None:
     SameOnBothEngines.tmp = tmp_path
     SameOnBothEngines.pg_url = pg_server_url
+    SameOnBothEngines.schema_url = staticmethod(pg_schema_url)  # type: ignore[assignment]
     run = SameOnBothEngines.TestCase
     run.settings = settings(max_examples=25, stateful_step_count=25, deadline=None,
                             suppress_health_check=list(HealthCheck))
