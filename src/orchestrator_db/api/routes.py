@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -149,6 +150,16 @@ def ensure(changed: bool, what: str, row_id: str) -> None:
         raise NotFoundError(f"{what} {row_id} does not exist", field="id")
 
 
+async def updated(update: Callable[..., Awaitable[bool]],
+                  get: Callable[[str], Awaitable[dict[str, Any] | None]], db: DatabaseManager,
+                  what: str, row_id: str, body: BaseModel) -> dict[str, Any]:
+    """Apply a PATCH body and return the record as it now is (404 if there is none)."""
+    async with db.transaction():
+        ensure(await update(row_id, **body.model_dump(exclude_unset=True)), what, row_id)
+        row = await get(row_id)
+    return found(row, what, row_id)
+
+
 class JSONBytes(Response):
     """A JSON response serialised by pydantic-core.
 
@@ -207,12 +218,8 @@ async def get_orchestrator_agent(db: Db, orchestrator_agent_id: RowId) -> dict[s
 async def update_orchestrator_agent(db: Db, orchestrator_agent_id: RowId,
                                     body: OrchestratorAgentUpdate) -> dict[str, Any]:
     """Change the given fields of an orchestrator agent."""
-    async with db.transaction():
-        changed = await db.update_orchestrator_agent(orchestrator_agent_id,
-                                                     **body.model_dump(exclude_unset=True))
-        ensure(changed, "orchestrator agent", orchestrator_agent_id)
-        row = await db.get_orchestrator_agent(orchestrator_agent_id)
-    return found(row, "orchestrator agent", orchestrator_agent_id)
+    return await updated(db.update_orchestrator_agent, db.get_orchestrator_agent, db,
+                         "orchestrator agent", orchestrator_agent_id, body)
 
 
 @router.delete("/orchestrator-agents/{orchestrator_agent_id}", status_code=204,
@@ -308,11 +315,7 @@ async def get_prompt(db: Db, prompt_id: RowId) -> dict[str, Any]:
               responses=UPDATE_ERRORS)
 async def update_prompt(db: Db, prompt_id: RowId, body: PromptUpdate) -> dict[str, Any]:
     """Change the given fields of a prompt (e.g. store its response, tokens and cost)."""
-    async with db.transaction():
-        changed = await db.update_prompt(prompt_id, **body.model_dump(exclude_unset=True))
-        ensure(changed, "prompt", prompt_id)
-        row = await db.get_prompt(prompt_id)
-    return found(row, "prompt", prompt_id)
+    return await updated(db.update_prompt, db.get_prompt, db, "prompt", prompt_id, body)
 
 
 @router.delete("/prompts/{prompt_id}", status_code=204, tags=["prompts"],
@@ -351,11 +354,7 @@ async def get_agent_log(db: Db, log_id: RowId) -> dict[str, Any]:
               responses=UPDATE_ERRORS)
 async def update_agent_log(db: Db, log_id: RowId, body: AgentLogUpdate) -> dict[str, Any]:
     """Change the given fields of an agent log line (e.g. redact a leaked secret)."""
-    async with db.transaction():
-        changed = await db.update_agent_log(log_id, **body.model_dump(exclude_unset=True))
-        ensure(changed, "agent log", log_id)
-        row = await db.get_agent_log(log_id)
-    return found(row, "agent log", log_id)
+    return await updated(db.update_agent_log, db.get_agent_log, db, "agent log", log_id, body)
 
 
 @router.delete("/agent-logs/{log_id}", status_code=204, tags=["agent logs"],
@@ -394,11 +393,8 @@ async def get_system_log(db: Db, log_id: RowId) -> dict[str, Any]:
               responses=UPDATE_ERRORS)
 async def update_system_log(db: Db, log_id: RowId, body: SystemLogUpdate) -> dict[str, Any]:
     """Change the given fields of a system log line."""
-    async with db.transaction():
-        changed = await db.update_system_log(log_id, **body.model_dump(exclude_unset=True))
-        ensure(changed, "system log", log_id)
-        row = await db.get_system_log(log_id)
-    return found(row, "system log", log_id)
+    return await updated(db.update_system_log, db.get_system_log, db, "system log", log_id,
+                         body)
 
 
 @router.delete("/system-logs/{log_id}", status_code=204, tags=["system logs"],
