@@ -59,6 +59,18 @@ async def amedian_ms(fn: Callable[[], Awaitable[object]], repeat: int = 200) -> 
     return statistics.median(samples)
 
 
+async def raw_connection(path: Path) -> tuple[sqlite3.Connection, str]:
+    """A stdlib connection to a new database with our schema and one agent, set up as ours is."""
+    async with DatabaseManager(path) as db:
+        oa = await db.create_orchestrator_agent("bench")
+        agent = await db.create_agent(oa, "s")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn, agent
+
+
 async def single_writes(tmp: Path) -> None:
     n = 3000
     async with DatabaseManager(tmp / "single.db") as db:
@@ -70,14 +82,7 @@ async def single_writes(tmp: Path) -> None:
         for i in range(n):
             await db.create_agent_log(agent, f"message {i}", details={"i": i})
         ours = (time.perf_counter() - start) / n * 1e6
-    raw_path = tmp / "single_raw.db"
-    async with DatabaseManager(raw_path) as db:
-        oa = await db.create_orchestrator_agent("bench")
-        agent = await db.create_agent(oa, "s")
-    conn = sqlite3.connect(raw_path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
+    conn, agent = await raw_connection(tmp / "single_raw.db")
     start = time.perf_counter()
     for i in range(n):
         conn.execute("BEGIN")
@@ -100,14 +105,7 @@ async def bulk_writes(tmp: Path) -> None:
         start = time.perf_counter()
         await db.create_agent_logs(rows)
         ours = n / (time.perf_counter() - start)
-    raw_path = tmp / "bulk_raw.db"
-    async with DatabaseManager(raw_path) as db:
-        oa = await db.create_orchestrator_agent("bench")
-        agent = await db.create_agent(oa, "s")
-    conn = sqlite3.connect(raw_path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
+    conn, agent = await raw_connection(tmp / "bulk_raw.db")
     # Strict: the raw side gets its parameter tuples ready-made (ours gets ready-made dicts and
     # still generates ids, timestamps and JSON and validates every row inside the timing).
     now = datetime.now(UTC)
