@@ -38,7 +38,7 @@ import httpx
 
 from orchestrator_db import DatabaseManager
 from orchestrator_db.api import create_app
-from orchestrator_db.manager import COLUMNS
+from orchestrator_db.tables import COLUMNS
 from orchestrator_db.models import format_ts
 from orchestrator_db.store.base import uuid7
 

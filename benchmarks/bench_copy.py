@@ -25,7 +25,7 @@ from pathlib import Path
 import asyncpg
 
 from orchestrator_db import DatabaseManager, render_sqlite_schema
-from orchestrator_db.manager import COLUMNS
+from orchestrator_db.tables import COLUMNS
 from orchestrator_db.models import format_ts
 from orchestrator_db.store.base import uuid7
 from orchestrator_db.transfer import copy_database

@@ -19,7 +19,7 @@ from .errors import (
     ValidationError,
 )
 from .maintenance import apply_retention_policy
-from .manager import DatabaseManager
+from .database import DatabaseManager
 from .pagination import Page
 from .store.sqlite import render_sqlite_schema
 from .sync import SyncDatabaseManager

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import DuplicateError
-from .manager import DatabaseManager
+from .database import DatabaseManager
 
 MODELS = {"planner": "claude-opus-4", "builder": "claude-sonnet-4", "reviewer": "gpt-4.1"}
 PRICES = {  # USD per token (input, output)

@@ -47,7 +47,8 @@ from typing import Any, assert_never
 
 from .config import Dialect
 from .errors import NotConnectedError, ValidationError
-from .manager import COLUMNS, DatabaseManager
+from .manager import CoreManager as DatabaseManager
+from .tables import COLUMNS
 from .models import LOG_LEVEL_NUMBERS, utc_now
 from .store.sqlite import _rows, translate_error
 from .validation import check_level, check_time

@@ -15,18 +15,15 @@ import os
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from .config import Dialect
 from .errors import ValidationError
-from .manager import COLUMNS, JSON_FIELDS, TIME_FIELDS
+from .events import prune_changes
+from .manager import CoreManager
 from .models import utc_now
-from .store.base import Store
-from .summaries import day_expr, day_param
+from .store import Store
+from .tables import COLUMNS, JSON_FIELDS, TIME_FIELDS, UUID_FIELDS
 from .validation import check_choice, check_time, check_uuid
-
-if TYPE_CHECKING:
-    from .manager import DatabaseManager
 
 # "changes" is the change feed's log (events.py); it goes last, because pruning the others adds
 # a change row for every deleted record.
@@ -34,7 +31,6 @@ PRUNABLE_TABLES = ("agent_logs", "system_logs", "prompts", "changes")
 DEFAULT_BATCH_SIZE = 5000
 RETENTION_ENV = "ORCHESTRATOR_RETENTION_DAYS"
 EXPORT_FORMATS = ("jsonl", "csv")
-UUID_FIELDS = frozenset({"id", "agent_id", "orchestrator_agent_id"})
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -72,7 +68,7 @@ def cutoff_from(older_than: Any, now: datetime | None = None) -> datetime:
     )
 
 
-async def prune(db: DatabaseManager, older_than: Any, *,
+async def prune(db: CoreManager, older_than: Any, *,
                 tables: Sequence[str] = PRUNABLE_TABLES, dry_run: bool = False,
                 batch_size: int = DEFAULT_BATCH_SIZE) -> dict[str, int]:
     """Delete rows created before the cutoff; return how many per table (or would, if dry).
@@ -116,9 +112,7 @@ async def prune(db: DatabaseManager, older_than: Any, *,
     return counts
 
 
-async def _prune_changes(db: DatabaseManager, cutoff: datetime, dry_run: bool) -> int:
-    from .events import prune_changes  # the change feed's own bounded, chunked delete
-
+async def _prune_changes(db: CoreManager, cutoff: datetime, dry_run: bool) -> int:
     if not dry_run:
         return await prune_changes(db, older_than=cutoff)
     store = db.store
@@ -138,19 +132,18 @@ async def _prune_batch(store: Store, table: str, cutoff: datetime, batch_size: i
             f"ORDER BY created_at, id LIMIT {q.p(batch_size)}",
             q.params, heavy=True,
         )
-        return await _delete_ids(store, table, [r["id"] for r in rows])
+        return await store.delete_ids(table, [r["id"] for r in rows])
 
 
 async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) -> int:
-    dialect = store.dialect
     async with store.transaction():
         q = store.query()
         rows = await store.fetch(
-            f"SELECT p.id, {day_expr(dialect, 'p.created_at')} AS day, a.session_id, p.agent_id, "
+            f"SELECT p.id, {store.day_expr('p.created_at')} AS day, a.session_id, p.agent_id, "
             "a.orchestrator_agent_id, p.model, p.tokens_input, p.tokens_output, p.cost_usd "
             "FROM prompts p JOIN agents a ON a.id = p.agent_id "
             f"WHERE p.created_at < {q.p(store.ts(cutoff))} "
-            f"ORDER BY p.created_at, p.id LIMIT {q.p(batch_size)}{_lock_rows(dialect)}",
+            f"ORDER BY p.created_at, p.id LIMIT {q.p(batch_size)}{store.lock_rows_clause('p')}",
             q.params, heavy=True,
         )
         groups: dict[tuple[Any, ...], list[Any]] = {}
@@ -164,7 +157,7 @@ async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) 
             acc[3] += float(r["cost_usd"])
         now = store.ts(utc_now())
         for (day, session_id, agent_id, oa_id, model), (n, t_in, t_out, cost) in groups.items():
-            day_value = day_param(dialect, date.fromisoformat(day))
+            day_value = store.day_param(date.fromisoformat(day))
             q = store.query()
             changed = await store.execute(
                 f"UPDATE cost_rollups SET prompts = prompts + {q.p(n)}, "
@@ -173,7 +166,7 @@ async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) 
                 f"cost_usd = cost_usd + {q.p(cost)}, updated_at = {q.p(now)} "
                 f"WHERE day = {q.p(day_value)} AND session_id = {q.p(session_id)} "
                 f"AND agent_id = {q.p(agent_id)} AND orchestrator_agent_id = {q.p(oa_id)} "
-                f"AND model {_same_as(dialect)} {q.p(model)}",
+                f"AND model {store.null_safe_equals()} {q.p(model)}",
                 q.params,
             )
             if not changed:
@@ -185,46 +178,10 @@ async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) 
                                                  n, t_in, t_out, cost, now)) + ")",
                     q.params,
                 )
-        return await _delete_ids(store, "prompts", [r["id"] for r in rows])
+        return await store.delete_ids("prompts", [r["id"] for r in rows])
 
 
-async def _delete_ids(store: Store, table: str, ids: list[str]) -> int:
-    """Delete rows by id inside the caller's transaction; return how many went."""
-    if not ids:
-        return 0
-    dialect = store.dialect
-    if dialect is Dialect.SQLITE:
-        # The transaction took the write lock up front: the selected rows are still all there.
-        await store.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
-        return len(ids)
-    elif dialect is Dialect.POSTGRES:
-        sql = f"DELETE FROM {table} WHERE id = ANY($1::uuid[])"  # table: from PRUNABLE_TABLES
-        return await store.execute(sql, [ids])
-    else:  # pragma: no cover
-        raise AssertionError(dialect)
-
-
-def _same_as(dialect: Dialect) -> str:
-    """The null-safe equality operator (model may be NULL)."""
-    if dialect is Dialect.SQLITE:
-        return "IS"
-    elif dialect is Dialect.POSTGRES:
-        return "IS NOT DISTINCT FROM"
-    else:  # pragma: no cover
-        raise AssertionError(dialect)
-
-
-def _lock_rows(dialect: Dialect) -> str:
-    """Lock the selected prompts until commit, so the rollup sees their final tokens and cost."""
-    if dialect is Dialect.SQLITE:
-        return ""  # BEGIN IMMEDIATE already holds the only write lock
-    elif dialect is Dialect.POSTGRES:
-        return " FOR UPDATE OF p"
-    else:  # pragma: no cover
-        raise AssertionError(dialect)
-
-
-async def apply_retention_policy(db: DatabaseManager, *, days: Any = None) -> dict[str, int]:
+async def apply_retention_policy(db: CoreManager, *, days: Any = None) -> dict[str, int]:
     """Prune what is older than ``ORCHESTRATOR_RETENTION_DAYS`` days (nothing when unset/0).
 
     Meant to be called periodically (e.g. hourly) by a long-running service.
@@ -255,7 +212,7 @@ _EXPORT_FILTERS = {
 }
 
 
-async def export(db: DatabaseManager, table: str, out: TextOut, *, format: str = "jsonl",
+async def export(db: CoreManager, table: str, out: TextOut, *, format: str = "jsonl",
                  session_id: str | None = None, since: Any = None, until: Any = None) -> int:
     """Stream a table's rows (oldest first) to ``out`` as JSON Lines or CSV; return the count.
 
@@ -294,7 +251,7 @@ def _csv_value(column: str, value: Any) -> Any:
     return value
 
 
-async def import_rows(db: DatabaseManager, table: str,
+async def import_rows(db: CoreManager, table: str,
                       rows: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]], *,
                       batch_size: int = 1000) -> int:
     """Insert exported rows as they are (ids and timestamps kept), in batches; return the count.
@@ -310,7 +267,7 @@ async def import_rows(db: DatabaseManager, table: str,
     async def flush() -> None:
         nonlocal count
         if batch:
-            await db._bulk_insert(table, batch)
+            await db.insert_records(table, batch)
             count += len(batch)
             batch.clear()
 

@@ -7,9 +7,6 @@ ISO 8601 strings, JSON fields decoded. The payload models validate what callers 
 
 from __future__ import annotations
 
-import json
-import json.scanner
-import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
@@ -21,6 +18,8 @@ from pydantic import (
     Field,
     StringConstraints,
 )
+
+from .jsoncodec import JsonText, dumps_json
 
 OrchestratorAgentStatus = Literal["active", "inactive", "archived"]
 AgentStatus = Literal["pending", "executing", "completed", "failed", "cancelled"]
@@ -69,60 +68,6 @@ def parse_ts(value: datetime | str) -> datetime:
 
 
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-
-
-class JsonText(str):
-    """JSON already encoded and checked by a payload model (stored as is, encoded once)."""
-
-    __slots__ = ()
-
-
-class _FloatSafeEncoder(json.JSONEncoder):
-    """Writes large floats without an exponent and with a fraction (1e16 → 10000000000000000.0).
-
-    PostgreSQL's jsonb keeps numbers as ``numeric`` and prints 1e+16 back as 10000000000000000,
-    which would decode as an int; with the fraction both engines decode the same float.
-    """
-
-    def iterencode(self, o: Any, _one_shot: bool = False) -> Any:
-        def floatstr(value: float) -> str:
-            if value != value or value in (math.inf, -math.inf):
-                raise ValueError("Out of range float values are not JSON compliant")
-            text = float.__repr__(value)
-            return format(value, ".1f") if "e+" in text else text
-
-        return json.encoder._make_iterencode(  # type: ignore[attr-defined]
-            {} if self.check_circular else None, self.default, json.encoder.py_encode_basestring,
-            self.indent, floatstr, self.key_separator, self.item_separator, self.sort_keys,
-            self.skipkeys, _one_shot,
-        )(o, 0)
-
-
-_float_safe = _FloatSafeEncoder(ensure_ascii=False)
-# One encoder, built once: json.dumps() with any option builds a new encoder on every call.
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-
-
-def dumps_json(value: Any) -> str:
-    """Encode a JSON value the way both engines store it (no NaN, floats stay floats)."""
-    text = _encoder.encode(value)
-    if "e+" in text:  # rare, so the slower pure-Python encoder runs only then
-        text = _float_safe.encode(value)
-    return text
-
-
-_scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-
-
-def decode_json(text: str) -> Any:
-    """Decode stored JSON text (the C scanner directly: json.loads costs 2x on small values)."""
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        return json.loads(text)  # raises the usual JSONDecodeError
-    if end != len(text):
-        return json.loads(text)  # surrounding whitespace, from another writer
-    return value
 
 
 def encode_json(value: Any) -> JsonText | None:

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from .config import Dialect
+from .errors import ValidationError
+from .manager import CoreManager
 from .models import AGENT_STATUSES
-from .store.base import Query, Store
+from .pagination import check_limit
+from .store import Query, Store
+from .validation import check_choice, check_time
 
 GROUPS = ("session", "agent", "orchestrator_agent", "model", "day")
 COST_DIGITS = 9  # sums of doubles may differ in the last bits between engines; cents don't
-
-
-def day_expr(dialect: Dialect, column: str) -> str:
-    """SQL for the UTC calendar day (YYYY-MM-DD) of a timestamp column."""
-    if dialect is Dialect.SQLITE:
-        return f"substr({column}, 1, 10)"  # stored as fixed-shape UTC ISO text
-    elif dialect is Dialect.POSTGRES:
-        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-    else:  # pragma: no cover
-        raise AssertionError(dialect)
-
-
-def text_order(dialect: Dialect, expr: str) -> str:
-    """SQL ordering a text expression by code point on both engines (SQLite's only order)."""
-    if dialect is Dialect.SQLITE:
-        return expr
-    elif dialect is Dialect.POSTGRES:
-        return f'{expr} COLLATE "C"'
-    else:  # pragma: no cover
-        raise AssertionError(dialect)
 
 
 def session_status(by_status: dict[str, int]) -> str:
@@ -128,28 +111,48 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
     return [out[s] for s in session_ids if s in out]
 
 
-async def list_sessions(store: Store, *, limit: int, offset: int) -> list[dict[str, Any]]:
+async def session_summary(db: CoreManager, session_id: str) -> dict[str, Any] | None:
+    """Agents by status, prompts, tokens, cost and first/last activity of one session."""
+    if not isinstance(session_id, str) or not session_id:
+        raise ValidationError(f"session_id must be a non-empty string, got {session_id!r}",
+                              field="session_id")
+    found = await sessions(db.store, [session_id])
+    return found[0] if found else None
+
+
+async def list_sessions(db: CoreManager, *, limit: int, offset: int) -> list[dict[str, Any]]:
     """Session summaries, most recently updated first."""
+    limit = check_limit(limit)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValidationError(f"offset must be a whole number ≥ 0, got {offset!r}",
+                              field="offset")
+    store = db.store
     q = store.query()
     rows = await store.fetch(
         "SELECT session_id FROM agents GROUP BY session_id "
-        f"ORDER BY max(updated_at) DESC, {text_order(store.dialect, 'session_id')} "
+        f"ORDER BY max(updated_at) DESC, {store.text_order('session_id')} "
         f"LIMIT {q.p(limit)} OFFSET {q.p(offset)}",
         q.params,
     )
     return await sessions(store, [r["session_id"] for r in rows])
 
 
-async def cost_summary(store: Store, group_by: str, since: datetime | None,
-                       until: datetime | None) -> list[dict[str, Any]]:
+async def cost_summary(db: CoreManager, group_by: str, since: Any, until: Any
+                       ) -> list[dict[str, Any]]:
     """Prompts, tokens and cost per group; groups sorted by key, a missing key last."""
-    dialect = store.dialect
+    group_by = check_choice(group_by, GROUPS, "group_by")
+    start, end = check_time(since, "since"), check_time(until, "until")
+    return await _cost_summary(db.store, group_by, start, end)
+
+
+async def _cost_summary(store: Store, group_by: str, since: datetime | None,
+                        until: datetime | None) -> list[dict[str, Any]]:
     key, name = {
         "session": ("a.session_id", "NULL"),
         "agent": ("p.agent_id", "max(a.name)"),
         "orchestrator_agent": ("a.orchestrator_agent_id", "max(o.name)"),
         "model": ("p.model", "NULL"),
-        "day": (day_expr(dialect, "p.created_at"), "NULL"),
+        "day": (store.day_expr("p.created_at"), "NULL"),
     }[group_by]
     q = store.query()
     conditions = []
@@ -192,22 +195,21 @@ async def _rollup_costs(store: Store, group_by: str, since: datetime | None,
     Rollups know the day, not the time: with ``since``/``until``, a rollup day counts when its
     midnight (UTC) falls in [since, until), exact for ranges that start and end at midnight.
     """
-    dialect = store.dialect
     key, name = {
         "session": ("r.session_id", "NULL"),
         "agent": ("r.agent_id", "max(a.name)"),
         "orchestrator_agent": ("r.orchestrator_agent_id", "max(o.name)"),
         "model": ("r.model", "NULL"),
-        "day": (rollup_day_expr(dialect), "NULL"),
+        "day": (store.rollup_day_expr("r.day"), "NULL"),
     }[group_by]
     q = store.query()
     conditions = []
     if since is not None:
         first = since.date() if since.time() == time() else since.date() + timedelta(days=1)
-        conditions.append(f"r.day >= {q.p(day_param(dialect, first))}")
+        conditions.append(f"r.day >= {q.p(store.day_param(first))}")
     if until is not None:
         end = until.date() if until.time() == time() else until.date() + timedelta(days=1)
-        conditions.append(f"r.day < {q.p(day_param(dialect, end))}")
+        conditions.append(f"r.day < {q.p(store.day_param(end))}")
     where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
     return await store.fetch(
         f"SELECT {key} AS key, {name} AS name, CAST(sum(r.prompts) AS BIGINT) AS prompts, "
@@ -218,23 +220,3 @@ async def _rollup_costs(store: Store, group_by: str, since: datetime | None,
         f"GROUP BY {key}",
         q.params, heavy=True,
     )
-
-
-def rollup_day_expr(dialect: Dialect) -> str:
-    """SQL for a rollup's day as YYYY-MM-DD text."""
-    if dialect is Dialect.SQLITE:
-        return "r.day"
-    elif dialect is Dialect.POSTGRES:
-        return "to_char(r.day, 'YYYY-MM-DD')"
-    else:  # pragma: no cover
-        raise AssertionError(dialect)
-
-
-def day_param(dialect: Dialect, day: date) -> Any:
-    """A value for a rollup's ``day`` column: ISO text on SQLite, a date on PostgreSQL."""
-    if dialect is Dialect.SQLITE:
-        return day.isoformat()
-    elif dialect is Dialect.POSTGRES:
-        return day
-    else:  # pragma: no cover
-        raise AssertionError(dialect)

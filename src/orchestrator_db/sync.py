@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import NotConnectedError
-from .manager import DatabaseManager
+from .database import DatabaseManager
 
 if TYPE_CHECKING:
     from .tracking import SyncAgentRun

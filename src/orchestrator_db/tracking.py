@@ -32,7 +32,7 @@ from .models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS, utc_now
 from .store.base import uuid7
 
 if TYPE_CHECKING:
-    from .manager import DatabaseManager
+    from .manager import CoreManager as DatabaseManager
     from .sync import SyncDatabaseManager
 
 T = TypeVar("T")
@@ -462,7 +462,7 @@ class OrchestratorDBHandler(logging.Handler):
     def _writer(self, started: threading.Event) -> None:
         import asyncio
 
-        from .manager import DatabaseManager
+        from .manager import CoreManager as DatabaseManager
 
         loop = asyncio.new_event_loop()
         db = DatabaseManager(url=self._url) if self._url else DatabaseManager()
@@ -536,10 +536,10 @@ class OrchestratorDBHandler(logging.Handler):
                 system_rows.append(self._system_row(e, created_at))
         if agent_rows:
             try:
-                await db._bulk_insert("agent_logs", agent_rows)
+                await db.insert_records("agent_logs", agent_rows)
             except ForeignKeyError:
                 # Records naming an agent that does not exist are kept, as system logs.
-                missing = set(await db._missing_agents({r["agent_id"] for r in agent_rows}))
+                missing = set(await db.missing_agents({r["agent_id"] for r in agent_rows}))
                 system_rows.extend(self._orphan_row(r) for r in agent_rows
                                    if r["agent_id"] in missing)
                 await self._insert(db, db.create_agent_logs,
@@ -550,7 +550,7 @@ class OrchestratorDBHandler(logging.Handler):
                 self.written += len(agent_rows)
         if system_rows:
             try:
-                await db._bulk_insert("system_logs", system_rows)
+                await db.insert_records("system_logs", system_rows)
             except OrchestratorDBError:
                 await self._insert(db, db.create_system_logs, system_rows)
             else:

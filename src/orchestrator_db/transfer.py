@@ -42,9 +42,11 @@ from typing import Any, Literal
 
 from .config import Dialect, parse_url
 from .errors import OrchestratorDBError, SchemaError
-from .manager import COLUMNS, JSON_FIELDS, TIME_FIELDS, DatabaseManager
-from .models import JsonText, format_ts, parse_ts
-from .summaries import day_param
+from .manager import CoreManager as DatabaseManager
+from .tables import COLUMNS, JSON_FIELDS, TIME_FIELDS
+from .jsoncodec import JsonText
+from .models import format_ts, parse_ts
+
 
 # Dependency order: every table comes after the tables it references.
 COPY_TABLES: tuple[str, ...] = (
@@ -397,7 +399,7 @@ async def _plan_rollups(src: DatabaseManager, dst: DatabaseManager) -> _Rollups:
 def _rollup_params(db: DatabaseManager, row: Row) -> list[Any]:
     store = db.store
     values = [row[c] for c in ROLLUP_COLUMNS]
-    values[0] = day_param(db.dialect, date.fromisoformat(row["day"]))
+    values[0] = db.store.day_param(date.fromisoformat(row["day"]))
     values[-1] = store.ts(parse_ts(row["updated_at"]))
     return values
 

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from orchestrator_db import DatabaseManager, ValidationError
-from orchestrator_db.manager import COLUMNS
+from orchestrator_db.tables import COLUMNS
 
 TABLES = ("orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs")
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..errors import OrchestratorDBError
-from ..manager import DatabaseManager
+from ..database import DatabaseManager
 from . import errors, routes, ws
 from .schemas import Health
 from .security import LOOPBACK_NAMES, BodyLimit, LocalOnly, TokenAuth

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_json
 
 from ..errors import NotFoundError, ValidationError
-from ..manager import DatabaseManager
+from ..database import DatabaseManager
 from ..models import (
     Agent,
     AgentCreate,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import OrchestratorDBError
-from ..manager import DatabaseManager
+from ..database import DatabaseManager
 
 T = TypeVar("T")
 

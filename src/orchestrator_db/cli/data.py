@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import OrchestratorDBError
-from ..manager import DatabaseManager
+from ..database import DatabaseManager
 from ..models import LOG_LEVELS, format_ts, parse_ts
 from . import DbOption, JsonOption, UrlOption, app, console, err_console, run_with_db
 from .project import fail

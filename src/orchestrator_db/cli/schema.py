@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ..manager import DatabaseManager
+from ..database import DatabaseManager
 from . import DbOption, JsonOption, UrlOption, app, console, run_with_db
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import OrchestratorDBError
-from ..manager import DatabaseManager
+from ..database import DatabaseManager
 from . import DbOption, State, UrlOption, app, console, err_console
 
 HostOption = Annotated[str, typer.Option("--host", envvar="ORCHESTRATOR_HOST",

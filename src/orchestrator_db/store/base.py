@@ -1,61 +1,56 @@
 """What every engine must provide, and the pieces they share.
 
 A store executes parameterised SQL and hands back plain dicts whose values are already in the
-public shape (UUID strings, fixed-shape UTC timestamp strings, decoded JSON). All query logic lives
-in the engine-neutral manager; a store only knows how to talk to its driver, how to spell a
-placeholder, how to take a lock, and how to turn its driver's errors into ours.
+public shape (UUID strings, fixed-shape UTC timestamp strings, decoded JSON). Query logic lives in
+the engine-neutral layers above; every operation that differs by engine is one method of
+``Store`` (and of ``ChangeReader``, for the change log), implemented by ``SQLiteStore`` and
+``PostgresStore``. Nothing above ``store/`` branches on the engine.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextvars
-import random
-import re
-import threading
-import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
-from importlib import resources
-from typing import Any
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..config import Dialect, Target
-from ..errors import SchemaError, SchemaNotFoundError
-from ..models import JsonText, dumps_json
+from ..ids import uuid7
+from ..jsoncodec import JsonText, dumps_json
+from ..tables import JSON_FIELDS
+from .migrations import Migration, load_migrations, split_sql_script
 
-JSON_COLUMNS = frozenset({"metadata", "details", "capabilities"})
+if TYPE_CHECKING:
+    from .changes import ChangeReader
 
-
-@dataclass(frozen=True)
-class Json:
-    """Marks a parameter as a JSON value (it may itself be a plain string)."""
-
-    value: Any
+JSON_COLUMNS = JSON_FIELDS
 
 
-@dataclass
-class Migration:
-    """One numbered schema change, read from ``schema/<dialect>/NNNN_name.sql``."""
-
-    version: int
-    name: str
-    sql: str
-
-
-@dataclass
+@dataclass(eq=False)
 class TxState:
-    """The transaction a task is inside of, per store."""
+    """An open transaction of one store, owned by the task that opened it.
+
+    Tasks started inside the block see it through the context variable, but use it only while
+    it is ``active``: once the block ends they take the normal path again. While it is active,
+    calls from several tasks (``asyncio.gather`` inside the block) take ``lock`` and so run one
+    after another on its one connection.
+    """
 
     store: Store
     conn: Any
+    owner: asyncio.Task[Any] | None = None
+    active: bool = True
     depth: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     savepoints: list[str] = field(default_factory=list)
 
 
-# The transaction the current task is in, if any. Tasks started inside a transaction inherit it,
-# as they would a database connection handed to them: do not run such tasks concurrently.
+# The transaction the current task is in, if any (see TxState for who may use it).
 current_tx: contextvars.ContextVar[TxState | None] = contextvars.ContextVar(
     "orchestrator_db_tx", default=None
 )
@@ -78,85 +73,6 @@ class Query:
         return f"${len(self.params)}"
 
 
-def load_migrations(dialect: Dialect) -> list[Migration]:
-    """Return the packaged migrations of one engine, in order."""
-    folder = resources.files("orchestrator_db") / "schema" / dialect.value.replace("postgresql",
-                                                                                "postgres")
-    try:
-        entries = sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise SchemaNotFoundError(f"packaged migrations not found in {folder}") from exc
-    migrations = []
-    for entry in entries:
-        number, _, rest = entry.name.partition("_")
-        migrations.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
-    if not migrations:
-        raise SchemaNotFoundError(f"no migrations found in {folder}")
-    return migrations
-
-
-_DOLLAR_QUOTE = re.compile(r"\$[A-Za-z_]*\$")
-
-
-def split_sql_script(script: str) -> list[str]:
-    """Split a SQL script into statements (so they can run inside one transaction)."""
-    import sqlite3
-
-    statements: list[str] = []
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        # A PostgreSQL dollar-quoted body ($$ ... $$) holds semicolons that end nothing; SQLite's
-        # completeness check does not know dollar quotes, so only ask it outside of one.
-        if len(_DOLLAR_QUOTE.findall(buffer)) % 2 == 0 and sqlite3.complete_statement(buffer):
-            text = buffer.strip()
-            if _strip_comments(text):
-                statements.append(text)
-            buffer = ""
-    if _strip_comments(buffer.strip()):
-        raise SchemaError("schema script ends with an incomplete statement")
-    return statements
-
-
-def _strip_comments(text: str) -> str:
-    return "\n".join(
-        line for line in text.splitlines() if not line.strip().startswith("--")
-    ).strip().rstrip(";").strip()
-
-
-_uuid_lock = threading.Lock()
-_uuid_last_ms = 0
-_uuid_seq = 0
-
-
-def uuid7() -> str:
-    """Return a new time-ordered UUIDv7 string (monotonic within this process).
-
-    Time-ordered ids append to the primary-key index instead of splitting random pages, and the
-    12-bit sequence keeps ids created in the same millisecond in creation order, so that
-    ``(created_at, id)`` order is insertion order within a process.
-    """
-    global _uuid_last_ms, _uuid_seq
-    # `random` is reseeded in a forked child, so forked workers do not repeat each other; the
-    # ids need uniqueness, not secrecy, and this costs a tenth of an os.urandom() syscall.
-    rand = random.getrandbits(64)
-    with _uuid_lock:
-        ms = time.time_ns() // 1_000_000
-        if ms > _uuid_last_ms:
-            _uuid_last_ms = ms
-            _uuid_seq = rand >> 53  # random start in the lower half of the 12-bit sequence
-        else:
-            _uuid_seq += 1
-            if _uuid_seq > 0xFFF:
-                _uuid_last_ms += 1
-                _uuid_seq = 0
-            ms = _uuid_last_ms
-        seq = _uuid_seq
-    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 class Store(abc.ABC):
     """One engine's connection(s) and the primitives the manager builds on."""
 
@@ -164,6 +80,12 @@ class Store(abc.ABC):
 
     def __init__(self, target: Target) -> None:
         self.target = target
+
+    @classmethod
+    @abc.abstractmethod
+    def from_options(cls, target: Target, *, busy_timeout_ms: int, pool_min_size: int,
+                     pool_max_size: int, schema_file: Path | None) -> Store:
+        """Return a store for ``target``, taking the manager's options that apply to it."""
 
     def query(self) -> Query:
         """Return a new parameter collector for this engine."""
@@ -221,3 +143,93 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def storage_bytes(self) -> int:
         """Return how many bytes the database occupies on disk."""
+
+    # bulk ------------------------------------------------------------------------------------
+    def insert_sql(self, table: str, columns: Sequence[str], *, skip_existing: bool = False
+                   ) -> str:
+        """Return the INSERT statement for one row of ``columns`` (our own table metadata)."""
+        q = self.query()
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
+               f"VALUES ({', '.join(q.p(None) for _ in columns)})")
+        if skip_existing:
+            sql += " ON CONFLICT (id) DO NOTHING"
+        return sql
+
+    @abc.abstractmethod
+    async def insert_many(self, table: str, columns: Sequence[str],
+                          rows: Sequence[Sequence[Any]], *, skip_existing: bool = False) -> None:
+        """Insert parameter rows atomically, with the engine's fastest path.
+
+        COPY on PostgreSQL, ``executemany`` on SQLite; one transaction, or the caller's.
+        ``skip_existing`` skips rows whose id is already there (``ON CONFLICT (id) DO NOTHING``).
+        """
+
+    @abc.abstractmethod
+    async def fetch_records(self, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
+        """Run a large query off the event loop; return rows as lists in column order.
+
+        Timestamps and ids are in the public shape. JSON columns the engine stores as text come
+        back as ``JsonText`` (so they can be written elsewhere without decoding and encoding
+        them again), others decoded.
+        """
+
+    # SQL that differs by engine --------------------------------------------------------------
+    @abc.abstractmethod
+    def day_expr(self, column: str) -> str:
+        """SQL for the UTC calendar day (YYYY-MM-DD text) of a timestamp column."""
+
+    @abc.abstractmethod
+    def rollup_day_expr(self, column: str) -> str:
+        """SQL for a rollup's ``day`` column as YYYY-MM-DD text."""
+
+    @abc.abstractmethod
+    def day_param(self, day: date) -> Any:
+        """Return a parameter for a rollup's ``day`` column."""
+
+    @abc.abstractmethod
+    def text_order(self, expr: str) -> str:
+        """SQL ordering a text expression by code point (the one order SQLite has)."""
+
+    @abc.abstractmethod
+    def null_safe_equals(self) -> str:
+        """The equality operator for which NULL equals NULL."""
+
+    @abc.abstractmethod
+    def lock_rows_clause(self, alias: str) -> str:
+        """A suffix for a SELECT that locks the rows of ``alias`` until the transaction ends."""
+
+    @abc.abstractmethod
+    def ids_condition(self, q: Query, ids: Sequence[str], column: str = "id") -> str:
+        """SQL matching rows whose ``column`` is one of ``ids`` (any number of them)."""
+
+    async def delete_ids(self, table: str, ids: Sequence[str]) -> int:
+        """Delete rows by id (in the caller's transaction, if any); return how many went."""
+        if not ids:
+            return 0
+        q = self.query()
+        condition = self.ids_condition(q, ids)
+        return await self.execute(f"DELETE FROM {table} WHERE {condition}", q.params)
+
+    # the change log --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def change_reader(self, *, poll_interval: float) -> ChangeReader:
+        """Return a reader of this database's change log, for one change feed."""
+
+    # schema rendering ------------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def render_schema(cls) -> str:
+        """Return the complete schema as one SQL script, generated from the migrations."""
+
+
+__all__ = [
+    "JSON_COLUMNS",
+    "Migration",
+    "Query",
+    "Store",
+    "TxState",
+    "current_tx",
+    "load_migrations",
+    "split_sql_script",
+    "uuid7",
+]

@@ -14,8 +14,9 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,8 +31,11 @@ from ..errors import (
     SchemaError,
     ValidationError,
 )
-from ..models import decode_json, dumps_json, format_ts
-from .base import Store, TxState, current_tx, load_migrations, split_sql_script
+from ..jsoncodec import decode_json, dumps_json
+from ..models import format_ts
+from .base import Query, Store, TxState, current_tx
+from .changes import ChangeReader
+from .migrations import load_migrations, split_sql_script
 
 # Any constant works; it only has to be the same in every process that migrates this database.
 MIGRATION_LOCK_KEY = 0x6F7263_6462  # "orc" "db"
@@ -220,6 +224,11 @@ class PostgresStore(Store):
         self._group_scheduled = False
         self._group_tasks: set[asyncio.Task[None]] = set()
 
+    @classmethod
+    def from_options(cls, target: Target, *, busy_timeout_ms: int, pool_min_size: int,
+                     pool_max_size: int, schema_file: Path | None) -> PostgresStore:
+        return cls(target, min_size=pool_min_size, max_size=pool_max_size)
+
     # parameters ------------------------------------------------------------------------------
     @staticmethod
     def ts(value: datetime | None) -> Any:
@@ -394,19 +403,6 @@ class PostgresStore(Store):
         except DRIVER_ERRORS as exc:
             raise translate_error(exc) from exc
 
-    async def copy_records(self, table: str, columns: Sequence[str],
-                           rows: Sequence[Sequence[Any]]) -> None:
-        """Bulk-insert with COPY, the fastest path PostgreSQL has."""
-        tx = current_tx.get()
-        try:
-            if tx is not None and tx.store is self:
-                await tx.conn.copy_records_to_table(table, records=rows, columns=list(columns))
-                return
-            async with self._pool_or_raise().acquire() as conn, conn.transaction():
-                await conn.copy_records_to_table(table, records=rows, columns=list(columns))
-        except DRIVER_ERRORS as exc:
-            raise translate_error(exc) from exc
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         tx = current_tx.get()
@@ -438,10 +434,77 @@ class PostgresStore(Store):
             finally:
                 current_tx.reset(token)
 
+    # bulk ------------------------------------------------------------------------------------
+    async def insert_many(self, table: str, columns: Sequence[str],
+                          rows: Sequence[Sequence[Any]], *, skip_existing: bool = False) -> None:
+        if not rows:
+            return
+        if skip_existing:  # COPY has no ON CONFLICT
+            await self.executemany(self.insert_sql(table, columns, skip_existing=True), rows)
+        elif len(rows) == 1:
+            await self.execute(self.insert_sql(table, columns), rows[0])
+        else:
+            await self.copy_records(table, columns, rows)
+
+    async def copy_records(self, table: str, columns: Sequence[str],
+                           rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk-insert with COPY, the fastest path PostgreSQL has."""
+        tx = current_tx.get()
+        try:
+            if tx is not None and tx.store is self:
+                await tx.conn.copy_records_to_table(table, records=rows, columns=list(columns))
+                return
+            async with self._pool_or_raise().acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        except DRIVER_ERRORS as exc:
+            raise translate_error(exc) from exc
+
+    async def fetch_records(self, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
+        return [list(row.values()) for row in await self.fetch(sql, params)]
+
+    # SQL that differs by engine --------------------------------------------------------------
+    def day_expr(self, column: str) -> str:
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    def rollup_day_expr(self, column: str) -> str:
+        return f"to_char({column}, 'YYYY-MM-DD')"
+
+    def day_param(self, day: date) -> Any:
+        return day
+
+    def text_order(self, expr: str) -> str:
+        return f'{expr} COLLATE "C"'
+
+    def null_safe_equals(self) -> str:
+        return "IS NOT DISTINCT FROM"
+
+    def lock_rows_clause(self, alias: str) -> str:
+        return f" FOR UPDATE OF {alias}"
+
+    def ids_condition(self, q: Query, ids: Sequence[str], column: str = "id") -> str:
+        return f"{column} = ANY({q.p(list(ids))}::uuid[])"
+
+    # the change log --------------------------------------------------------------------------
+    def change_reader(self, *, poll_interval: float) -> ChangeReader:
+        from .postgres_changes import PostgresChangeReader
+
+        return PostgresChangeReader(self, poll_interval=poll_interval)
+
     # schema ----------------------------------------------------------------------------------
     async def schema_version(self) -> int:
         rows = await self.fetch("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
         return int(rows[0]["v"])
+
+    @classmethod
+    def render_schema(cls) -> str:
+        migrations = load_migrations(Dialect.POSTGRES)
+        parts = [f"-- orchestrator-db schema for PostgreSQL (version {migrations[-1].version}), "
+                 "generated from the package's migrations; `orchestrator-db upgrade` applies "
+                 "them and records each one."]
+        for migration in migrations:
+            parts += [f"-- migration {migration.version:04d}_{migration.name}",
+                      migration.sql.strip(), ""]
+        return "\n".join(parts)
 
     async def storage_bytes(self) -> int:
         rows = await self.fetch("SELECT pg_database_size(current_database()) AS n")

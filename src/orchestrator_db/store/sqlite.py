@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,8 +32,12 @@ from ..errors import (
     SchemaError,
     SchemaNotFoundError,
 )
-from ..models import decode_json, format_ts
-from .base import JSON_COLUMNS, Migration, Store, TxState, current_tx, load_migrations, split_sql_script
+from ..jsoncodec import JsonText, decode_json
+from ..models import format_ts
+from ..tables import JSON_FIELDS
+from .base import Query, Store, TxState, current_tx
+from .changes import ChangeReader
+from .migrations import Migration, load_migrations, split_sql_script
 
 T = TypeVar("T")
 
@@ -103,7 +107,7 @@ def _rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     if cursor.description is None:
         return []
     names = [d[0] for d in cursor.description]
-    json_idx = [i for i, name in enumerate(names) if name in JSON_COLUMNS]
+    json_idx = [i for i, name in enumerate(names) if name in JSON_FIELDS]
     out = []
     for row in cursor.fetchall():
         if json_idx:
@@ -247,6 +251,11 @@ class SQLiteStore(Store):
         self._group: list[_GroupWrite] = []
         self._group_flusher: asyncio.Task[None] | None = None
         self._group_scheduled = False
+
+    @classmethod
+    def from_options(cls, target: Target, *, busy_timeout_ms: int, pool_min_size: int,
+                     pool_max_size: int, schema_file: Path | None) -> SQLiteStore:
+        return cls(target, busy_timeout_ms=busy_timeout_ms, schema_file=schema_file)
 
     # parameters ------------------------------------------------------------------------------
     _last_ts: tuple[datetime | None, str | None] = (None, None)
@@ -541,10 +550,76 @@ class SQLiteStore(Store):
     def _begin_waiting(self, conn: sqlite3.Connection) -> None:
         self._waiting(conn, lambda: conn.execute("BEGIN IMMEDIATE"))
 
+    # bulk ------------------------------------------------------------------------------------
+    async def insert_many(self, table: str, columns: Sequence[str],
+                          rows: Sequence[Sequence[Any]], *, skip_existing: bool = False) -> None:
+        if not rows:
+            return
+        sql = self.insert_sql(table, columns, skip_existing=skip_existing)
+        if len(rows) == 1:
+            await self.execute(sql, rows[0])
+        else:
+            await self.executemany(sql, rows)
+
+    async def fetch_records(self, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
+        def fetch(conn: sqlite3.Connection) -> list[list[Any]]:
+            cursor = conn.execute(sql, params)
+            names = [d[0] for d in cursor.description or ()]
+            json_idx = [i for i, name in enumerate(names) if name in JSON_FIELDS]
+            out = []
+            for row in cursor:
+                values = list(row)
+                for i in json_idx:
+                    if values[i] is not None:
+                        values[i] = JsonText(values[i])
+                out.append(values)
+            return out
+        return await self.run(fetch, write=False, heavy=True)
+
+    # SQL that differs by engine --------------------------------------------------------------
+    def day_expr(self, column: str) -> str:
+        return f"substr({column}, 1, 10)"  # stored as fixed-shape UTC ISO text
+
+    def rollup_day_expr(self, column: str) -> str:
+        return column  # stored as YYYY-MM-DD text
+
+    def day_param(self, day: date) -> Any:
+        return day.isoformat()
+
+    def text_order(self, expr: str) -> str:
+        return expr  # SQLite compares text by code point (BINARY)
+
+    def null_safe_equals(self) -> str:
+        return "IS"
+
+    def lock_rows_clause(self, alias: str) -> str:
+        return ""  # BEGIN IMMEDIATE already holds the only write lock
+
+    def ids_condition(self, q: Query, ids: Sequence[str], column: str = "id") -> str:
+        return f"{column} IN ({', '.join(q.p(i) for i in ids)})"
+
+    async def delete_ids(self, table: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        # Inside a transaction that took the write lock up front the selected rows are all
+        # still there; one statement per id keeps clear of SQLite's limit on parameters.
+        await self.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    # the change log --------------------------------------------------------------------------
+    def change_reader(self, *, poll_interval: float) -> ChangeReader:
+        from .sqlite_changes import SQLiteChangeReader
+
+        return SQLiteChangeReader(self, poll_interval=poll_interval)
+
     # schema ----------------------------------------------------------------------------------
     async def schema_version(self) -> int:
         rows = await self.fetch("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
         return int(rows[0]["v"])
+
+    @classmethod
+    def render_schema(cls) -> str:
+        return render_sqlite_schema()
 
     async def storage_bytes(self) -> int:
         total = 0

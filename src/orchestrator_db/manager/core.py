@@ -7,24 +7,24 @@ only ever travel as driver parameters) and returns plain dicts in one shape on b
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 import pydantic
 
-from . import summaries
-from .config import Dialect, Target, resolve_target
-from .errors import (
+from ..config import Dialect, Target, resolve_target
+from ..errors import (
     DuplicateError,
     ForeignKeyError,
     NotConnectedError,
     ReferencedError,
     ValidationError,
 )
-from .models import (
+from ..ids import uuid7
+from ..models import (
     AGENT_STATUSES,
     LOG_LEVEL_NUMBERS,
     LOG_LEVELS,
@@ -42,7 +42,7 @@ from .models import (
     SystemLogUpdate,
     utc_now,
 )
-from .pagination import (
+from ..pagination import (
     DEFAULT_LIMIT,
     Order,
     Page,
@@ -51,8 +51,9 @@ from .pagination import (
     decode_cursor,
     encode_cursor,
 )
-from .store.base import Query, Store, uuid7
-from .validation import (
+from ..store import Query, Store, new_store
+from ..tables import COLUMNS, JSON_FIELDS, NOT_NULL, TABLES, TERMINAL_AGENT_STATUSES, TIME_FIELDS
+from ..validation import (
     M,
     _validation_error,
     check_choice,
@@ -63,35 +64,10 @@ from .validation import (
     validate,
 )
 
-if TYPE_CHECKING:
-    from .tracking import AgentRun
-
-
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "orchestrator_agents": ("id", "name", "description", "agent_type", "capabilities",
-                            "default_model", "status", "metadata", "created_at", "updated_at"),
-    "agents": ("id", "orchestrator_agent_id", "session_id", "name", "model", "status", "metadata",
-               "created_at", "updated_at", "started_at", "completed_at"),
-    "prompts": ("id", "agent_id", "content", "response", "model", "status", "tokens_input",
-                "tokens_output", "cost_usd", "created_at", "completed_at"),
-    "agent_logs": ("id", "agent_id", "log_level", "log_type", "message", "details", "created_at"),
-    "system_logs": ("id", "log_level", "source", "message", "details", "created_at"),
-}
-TABLES = tuple(COLUMNS)
-JSON_FIELDS = frozenset({"metadata", "details", "capabilities"})
-TIME_FIELDS = frozenset({"created_at", "updated_at", "started_at", "completed_at"})
-NOT_NULL = {
-    "orchestrator_agents": frozenset({"name", "status"}),
-    "agents": frozenset({"orchestrator_agent_id", "session_id", "status"}),
-    "prompts": frozenset({"content", "status", "tokens_input", "tokens_output", "cost_usd"}),
-    "agent_logs": frozenset({"log_level", "log_type", "message"}),
-    "system_logs": frozenset({"log_level", "message"}),
-}
-TERMINAL_AGENT_STATUSES = frozenset({"completed", "failed", "cancelled"})
 ITER_PAGE = 1000
 
 
-class DatabaseManager:
+class CoreManager:
     """Async access to the orchestrator database, on SQLite or PostgreSQL.
 
     Example::
@@ -143,25 +119,13 @@ class DatabaseManager:
         """Whether ``connect()`` has been called and ``close()`` has not."""
         return self._store is not None
 
-    def _new_store(self) -> Store:
-        dialect = self.target.dialect
-        if dialect is Dialect.SQLITE:
-            from .store.sqlite import SQLiteStore
-
-            return SQLiteStore(self.target, busy_timeout_ms=self._options["busy_timeout_ms"],
-                               schema_file=self.schema_path)
-        elif dialect is Dialect.POSTGRES:
-            from .store.postgres import PostgresStore
-
-            return PostgresStore(self.target, min_size=self._options["pool_min_size"],
-                                 max_size=self._options["pool_max_size"])
-        else:  # pragma: no cover
-            raise AssertionError(dialect)
-
-    async def connect(self) -> DatabaseManager:
+    async def connect(self) -> Self:
         """Open the database, creating it and applying pending migrations if needed."""
         if self._store is None:
-            store = self._new_store()
+            store = new_store(self.target, busy_timeout_ms=self._options["busy_timeout_ms"],
+                              pool_min_size=self._options["pool_min_size"],
+                              pool_max_size=self._options["pool_max_size"],
+                              schema_file=self.schema_path)
             await store.open()
             self._store = store
         return self
@@ -172,7 +136,7 @@ class DatabaseManager:
         if store is not None:
             await store.close()
 
-    async def __aenter__(self) -> DatabaseManager:
+    async def __aenter__(self) -> Self:
         return await self.connect()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -208,13 +172,9 @@ class DatabaseManager:
             out.append(value)
         return out
 
-    def _insert_sql(self, table: str) -> str:
-        q = self.store.query()
-        placeholders = ", ".join(q.p(None) for _ in COLUMNS[table])
-        return f"INSERT INTO {table} ({', '.join(COLUMNS[table])}) VALUES ({placeholders})"
-
     async def _insert(self, table: str, values: Mapping[str, Any]) -> None:
-        await self.store.execute(self._insert_sql(table), self._params(table, values))
+        store = self.store
+        await store.execute(store.insert_sql(table, COLUMNS[table]), self._params(table, values))
 
     async def _get(self, table: str, row_id: Any, field: str = "id") -> dict[str, Any] | None:
         row_id = check_uuid(row_id, field)
@@ -705,9 +665,9 @@ class DatabaseManager:
         """
         values = self._log_rows(AgentLogCreate, rows, agent_ids=True)
         try:
-            await self._bulk_insert("agent_logs", values)
+            await self.insert_records("agent_logs", values)
         except ForeignKeyError as exc:
-            missing = await self._missing_agents({v["agent_id"] for v in values})
+            missing = await self.missing_agents({v["agent_id"] for v in values})
             which = ", ".join(missing) if missing else "a referenced agent"
             raise ForeignKeyError(
                 f"agent {which} does not exist", field="agent_id", ids=missing
@@ -749,19 +709,19 @@ class DatabaseManager:
             values.append(value)
         return values
 
-    async def _bulk_insert(self, table: str, values: list[dict[str, Any]]) -> None:
-        if not values:
-            return
-        store = self.store
-        rows = [self._params(table, v) for v in values]
-        if store.dialect is Dialect.POSTGRES and len(rows) > 1:
-            await store.copy_records(table, COLUMNS[table], rows)  # type: ignore[attr-defined]
-        elif len(rows) == 1:
-            await store.execute(self._insert_sql(table), rows[0])
-        else:
-            await store.executemany(self._insert_sql(table), rows)
+    async def insert_records(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert complete rows (every column: ids and timestamps given) atomically, in bulk.
 
-    async def _missing_agents(self, agent_ids: set[str]) -> list[str]:
+        COPY on PostgreSQL, ``executemany`` on SQLite. The rows are written as they are: callers
+        validate them first (``create_agent_logs`` does; ``import_rows`` checks each column).
+        """
+        if not rows:
+            return
+        columns = COLUMNS[table]
+        await self.store.insert_many(table, columns, [self._params(table, v) for v in rows])
+
+    async def missing_agents(self, agent_ids: Iterable[str]) -> list[str]:
+        """Return the ids among ``agent_ids`` that name no agent, sorted."""
         missing = []
         for agent_id in sorted(agent_ids):
             if await self.get_agent(agent_id) is None:
@@ -839,7 +799,7 @@ class DatabaseManager:
     async def create_system_logs(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Write many system log lines in one transaction and return their ids, in order."""
         values = self._log_rows(SystemLogCreate, rows, agent_ids=False)
-        await self._bulk_insert("system_logs", values)
+        await self.insert_records("system_logs", values)
         return [v["id"] for v in values]
 
     async def get_system_log(self, log_id: str) -> dict[str, Any] | None:
@@ -885,32 +845,7 @@ class DatabaseManager:
         """Return the newest system logs, newest first."""
         return await self.list_system_logs(limit=limit, order="desc", **filters)
 
-    # aggregates ------------------------------------------------------------------------------
-    async def session_summary(self, session_id: str) -> dict[str, Any] | None:
-        """Agents by status, prompts, tokens, cost and first/last activity of one session."""
-        if not isinstance(session_id, str) or not session_id:
-            raise ValidationError(f"session_id must be a non-empty string, got {session_id!r}",
-                                  field="session_id")
-        found = await summaries.sessions(self.store, [session_id])
-        return found[0] if found else None
-
-    async def list_sessions(self, *, limit: int = DEFAULT_LIMIT, offset: int = 0
-                            ) -> list[dict[str, Any]]:
-        """Return session summaries, most recently active first."""
-        limit = check_limit(limit)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise ValidationError(f"offset must be a whole number ≥ 0, got {offset!r}",
-                                  field="offset")
-        return await summaries.list_sessions(self.store, limit=limit, offset=offset)
-
-    async def cost_summary(self, group_by: str = "session", since: Any = None, until: Any = None
-                           ) -> list[dict[str, Any]]:
-        """Prompts, tokens and cost grouped by session, agent, orchestrator_agent, model or day."""
-        group_by = check_choice(group_by, summaries.GROUPS, "group_by")
-        return await summaries.cost_summary(
-            self.store, group_by, check_time(since, "since"), check_time(until, "until")
-        )
-
+    # counts ------------------------------------------------------------------------------------
     async def stats(self) -> dict[str, Any]:
         """Row counts, size on disk, engine, location and schema version."""
         store = self.store
@@ -929,53 +864,3 @@ class DatabaseManager:
     async def schema_version(self) -> int:
         """Return the newest schema migration applied to this database."""
         return await self.store.schema_version()
-
-    # tracking and maintenance (tracking.py, maintenance.py) ----------------------------------
-    def track_agent(
-        self,
-        orchestrator_agent: str,
-        session_id: str | None = None,
-        *,
-        model: str | None = None,
-        name: str | None = None,
-        description: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> AgentRun:
-        """Track one agent run: ``async with db.track_agent("planner", session_id=s) as run:``.
-
-        Creates (or reuses by name) the orchestrator agent and an ``executing`` agent; on exit
-        marks it ``completed``, or ``failed`` with the exception logged, and re-raises. A
-        missing ``session_id`` gets a new UUID.
-        """
-        from .tracking import AgentRun
-
-        return AgentRun(self, orchestrator_agent, session_id, model=model, name=name,
-                        description=description, metadata=metadata)
-
-    async def prune(self, older_than: Any, *, tables: Iterable[str] = (
-                        "agent_logs", "system_logs", "prompts"),
-                    dry_run: bool = False, batch_size: int = 5000) -> dict[str, int]:
-        """Delete rows older than ``older_than`` ("30d", "12h", a timedelta or a datetime).
-
-        Deletes in batches of ``batch_size``, each its own short transaction; the tokens and
-        cost of pruned prompts are folded into daily rollups first, so ``cost_summary`` answers
-        the same. Returns the rows deleted per table (with ``dry_run``, the rows that would be).
-        """
-        from . import maintenance
-
-        return await maintenance.prune(self, older_than, tables=tuple(tables), dry_run=dry_run,
-                                       batch_size=batch_size)
-
-    async def export(self, table: str, out: Any, *, format: str = "jsonl",
-                     session_id: str | None = None, since: Any = None, until: Any = None) -> int:
-        """Stream a table to a text stream as JSON Lines or CSV; return the number of rows."""
-        from . import maintenance
-
-        return await maintenance.export(self, table, out, format=format, session_id=session_id,
-                                        since=since, until=until)
-
-    async def import_rows(self, table: str, rows: Any, *, batch_size: int = 1000) -> int:
-        """Insert exported rows unchanged (ids and timestamps kept); return how many."""
-        from . import maintenance
-
-        return await maintenance.import_rows(self, table, rows, batch_size=batch_size)

@@ -1,0 +1,65 @@
+"""Table metadata, each fact declared once: columns, JSON, time and id fields, not-null fields.
+
+The manager, the change feed, maintenance, transfer and the migrations' generated triggers all
+read these; nothing else lists a table's columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "orchestrator_agents": ("id", "name", "description", "agent_type", "capabilities",
+                            "default_model", "status", "metadata", "created_at", "updated_at"),
+    "agents": ("id", "orchestrator_agent_id", "session_id", "name", "model", "status", "metadata",
+               "created_at", "updated_at", "started_at", "completed_at"),
+    "prompts": ("id", "agent_id", "content", "response", "model", "status", "tokens_input",
+                "tokens_output", "cost_usd", "created_at", "completed_at"),
+    "agent_logs": ("id", "agent_id", "log_level", "log_type", "message", "details", "created_at"),
+    "system_logs": ("id", "log_level", "source", "message", "details", "created_at"),
+}
+# The record tables in dependency order: parents before the rows that reference them.
+TABLES: tuple[str, ...] = tuple(COLUMNS)
+JSON_FIELDS = frozenset({"metadata", "details", "capabilities"})
+TIME_FIELDS = frozenset({"created_at", "updated_at", "started_at", "completed_at"})
+UUID_FIELDS = frozenset({"id", "agent_id", "orchestrator_agent_id"})
+NOT_NULL: dict[str, frozenset[str]] = {
+    "orchestrator_agents": frozenset({"name", "status"}),
+    "agents": frozenset({"orchestrator_agent_id", "session_id", "status"}),
+    "prompts": frozenset({"content", "status", "tokens_input", "tokens_output", "cost_usd"}),
+    "agent_logs": frozenset({"log_level", "log_type", "message"}),
+    "system_logs": frozenset({"log_level", "message"}),
+}
+# Tables whose rows carry updated_at, which an update refreshes.
+TOUCHED_ON_UPDATE = frozenset({"orchestrator_agents", "agents"})
+LOG_TABLES = frozenset({"agent_logs", "system_logs"})
+AGENT_CHILD_TABLES = frozenset({"prompts", "agent_logs"})
+TERMINAL_AGENT_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+# The change log (migration 0002) and the daily cost rollups (migration 0003).
+CHANGES_TABLE = "changes"
+CHANGE_COLUMNS: tuple[str, ...] = ("position", "table_name", "op", "row_id", "session_id",
+                                   "agent_id", "log_level")
+ROLLUP_TABLE = "cost_rollups"
+ROLLUP_COLUMNS: tuple[str, ...] = ("day", "session_id", "agent_id", "orchestrator_agent_id",
+                                   "model", "prompts", "tokens_input", "tokens_output",
+                                   "cost_usd", "updated_at")
+
+
+@dataclass(frozen=True)
+class ChangeFields:
+    """Which column of a changed row fills each filter field of its change-log row (or None)."""
+
+    session_id: str | None
+    agent_id: str | None
+    log_level: str | None
+
+
+# What the change-feed triggers record for each table (the triggers are generated from this).
+CHANGE_FIELDS: dict[str, ChangeFields] = {
+    "orchestrator_agents": ChangeFields(None, None, None),
+    "agents": ChangeFields("session_id", "id", None),
+    "prompts": ChangeFields(None, "agent_id", None),
+    "agent_logs": ChangeFields(None, "agent_id", "log_level"),
+    "system_logs": ChangeFields(None, None, "log_level"),
+}
