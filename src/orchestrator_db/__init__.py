@@ -6,6 +6,7 @@
 """
 
 from .config import Dialect, resolve_target
+from .database import DatabaseManager
 from .errors import (
     ConstraintError,
     DuplicateError,
@@ -19,9 +20,8 @@ from .errors import (
     ValidationError,
 )
 from .maintenance import apply_retention_policy
-from .database import DatabaseManager
+from .manager.schema import render_sqlite_schema
 from .pagination import Page
-from .store.sqlite import render_sqlite_schema
 from .sync import SyncDatabaseManager
 from .tracking import OrchestratorDBHandler, log_agent_event, log_system_event
 

@@ -16,8 +16,8 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import DuplicateError
 from .database import DatabaseManager
+from .errors import DuplicateError
 
 MODELS = {"planner": "claude-opus-4", "builder": "claude-sonnet-4", "reviewer": "gpt-4.1"}
 PRICES = {  # USD per token (input, output)

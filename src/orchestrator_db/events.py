@@ -48,9 +48,9 @@ from typing import Any, assert_never
 from .config import Dialect
 from .errors import NotConnectedError, ValidationError
 from .manager import CoreManager as DatabaseManager
-from .tables import COLUMNS
 from .models import LOG_LEVEL_NUMBERS, utc_now
 from .store.sqlite import _rows, translate_error
+from .tables import COLUMNS
 from .validation import check_level, check_time
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import NotConnectedError
 from .database import DatabaseManager
+from .errors import NotConnectedError
 
 if TYPE_CHECKING:
     from .tracking import SyncAgentRun

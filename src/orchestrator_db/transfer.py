@@ -42,11 +42,10 @@ from typing import Any, Literal
 
 from .config import Dialect, parse_url
 from .errors import OrchestratorDBError, SchemaError
-from .manager import CoreManager as DatabaseManager
-from .tables import COLUMNS, JSON_FIELDS, TIME_FIELDS
 from .jsoncodec import JsonText
+from .manager import CoreManager as DatabaseManager
 from .models import format_ts, parse_ts
-
+from .tables import COLUMNS, JSON_FIELDS, TIME_FIELDS
 
 # Dependency order: every table comes after the tables it references.
 COPY_TABLES: tuple[str, ...] = (

@@ -21,8 +21,8 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..errors import OrchestratorDBError
 from ..database import DatabaseManager
+from ..errors import OrchestratorDBError
 from . import errors, routes, ws
 from .schemas import Health
 from .security import LOOPBACK_NAMES, BodyLimit, LocalOnly, TokenAuth

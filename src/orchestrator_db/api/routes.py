@@ -18,8 +18,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 
-from ..errors import NotFoundError, ValidationError
 from ..database import DatabaseManager
+from ..errors import NotFoundError, ValidationError
 from ..models import (
     Agent,
     AgentCreate,

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import OrchestratorDBError
 from ..database import DatabaseManager
+from ..errors import OrchestratorDBError
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import OrchestratorDBError
 from ..database import DatabaseManager
+from ..errors import OrchestratorDBError
 from ..models import LOG_LEVELS, format_ts, parse_ts
 from . import DbOption, JsonOption, UrlOption, app, console, err_console, run_with_db
 from .project import fail

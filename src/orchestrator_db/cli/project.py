@@ -21,9 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
-from ..config import Dialect
-from ..store.base import load_migrations
-from ..store.sqlite import render_sqlite_schema
+from ..manager.schema import packaged_schema_version, render_sqlite_schema
 from . import app, console, err_console
 
 DEFAULT_DB_PATH = "data/orchestrator.db"
@@ -77,7 +75,7 @@ def render_project(*, engine: str = "sqlite", db_path: str = DEFAULT_DB_PATH,
     context = {
         "version": __version__, "engine": engine, "db_path": db_path,
         "postgres_url": postgres_url,
-        "schema_version": load_migrations(Dialect.SQLITE)[-1].version,
+        "schema_version": packaged_schema_version(),
     }
 
     def render(name: str) -> str:

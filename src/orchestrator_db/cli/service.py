@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import OrchestratorDBError
 from ..database import DatabaseManager
+from ..errors import OrchestratorDBError
 from . import DbOption, State, UrlOption, app, console, err_console
 
 HostOption = Annotated[str, typer.Option("--host", envvar="ORCHESTRATOR_HOST",
