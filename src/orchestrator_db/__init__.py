@@ -24,8 +24,7 @@ from .manager.schema import render_sqlite_schema
 from .pagination import Page
 from .sync import SyncDatabaseManager
 from .tracking import OrchestratorDBHandler, log_agent_event, log_system_event
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "ConstraintError",

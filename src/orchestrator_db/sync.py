@@ -15,13 +15,11 @@ import inspect
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .database import DatabaseManager
 from .errors import NotConnectedError
-
-if TYPE_CHECKING:
-    from .tracking import SyncAgentRun
+from .tracking import SyncAgentRun
 
 T = TypeVar("T")
 
@@ -138,9 +136,7 @@ class SyncDatabaseManager:
 
         The blocking form of ``DatabaseManager.track_agent`` (same arguments), sharing its code.
         """
-        from .tracking import SyncAgentRun
-
-        return SyncAgentRun(self, self._manager.track_agent(*args, **kwargs))
+        return SyncAgentRun(self._run, self._manager.track_agent(*args, **kwargs))
 
     def _iterate(self, agen_factory: Callable[..., Any], *args: Any, **kwargs: Any
                  ) -> Iterator[Any]:

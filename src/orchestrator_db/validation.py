@@ -19,7 +19,7 @@ from .models import LOG_LEVELS, parse_ts
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
-def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel]
+def validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel]
                       ) -> ValidationError:
     err = exc.errors()[0]
     field = ".".join(str(part) for part in err["loc"]) or None
@@ -42,7 +42,7 @@ def validate(model: type[M], data: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise _validation_error(exc, model) from exc
+        raise validation_error(exc, model) from exc
 
 
 def check_uuid(value: Any, field: str) -> str:

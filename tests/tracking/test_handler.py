@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from orchestrator_db import DatabaseManager, OrchestratorDBHandler
+from orchestrator_db import DatabaseManager, OrchestratorDBHandler, SyncDatabaseManager
 from orchestrator_db.tracking import current_agent_id
 
 
@@ -178,8 +178,6 @@ async def test_details_keep_extra_fields_and_exceptions(db: DatabaseManager,
 
 
 def test_sync_code_inside_sync_track_agent(db_url: str, logger: logging.Logger) -> None:
-    from orchestrator_db import SyncDatabaseManager
-
     with SyncDatabaseManager(url=db_url) as db:
         handler = OrchestratorDBHandler(db, flush_interval_ms=1)
         logger.addHandler(handler)

@@ -20,9 +20,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from .. import __version__
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
+from ..maintenance import apply_retention_policy
+from ..version import __version__
 from . import errors, routes, ws
 from .schemas import Health
 from .security import LOOPBACK_NAMES, BodyLimit, LocalOnly, TokenAuth
@@ -80,8 +81,6 @@ def resolve_token(host: str, token: str | None) -> str | None:
 
 async def _retention_loop(db: DatabaseManager, interval: float) -> None:
     """Apply ORCHESTRATOR_RETENTION_DAYS now and then every ``interval`` seconds."""
-    from ..maintenance import apply_retention_policy
-
     while True:
         try:
             counts = await apply_retention_policy(db)

@@ -1,268 +1,39 @@
-"""Tracking agent runs and ingesting logs fast (design §5).
+"""OrchestratorDBHandler: stdlib logging into agent_logs / system_logs, fast (design §5).
 
-- ``db.track_agent(...)``: a context manager around one agent run (async, and a blocking twin on
-  ``SyncDatabaseManager``), recording status, start/end, failures, logs and prompts.
-- ``log_agent_event`` / ``log_system_event``: one-line helpers with the seeds' signature.
-- ``OrchestratorDBHandler``: a ``logging.Handler`` whose ``emit`` only appends to a bounded
-  in-memory queue; one writer thread, with its own event loop and its own ``DatabaseManager``,
-  drains the queue in batches (one transaction per batch, not one commit per record).
+``emit`` only appends to a bounded in-memory queue; one writer thread, with its own event loop
+and its own ``CoreManager`` on the same database, drains the queue in batches (one transaction
+per batch, not one commit per record).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
-import contextvars
 import json
 import logging
 import math
 import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol
 
-from .errors import DuplicateError, ForeignKeyError, OrchestratorDBError
-from .models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS, utc_now
-from .store.base import uuid7
-
-if TYPE_CHECKING:
-    from .manager import CoreManager as DatabaseManager
-    from .sync import SyncDatabaseManager
-
-T = TypeVar("T")
-
-# The agent whose run the current code is part of: set by track_agent, read by the handler.
-current_agent_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "orchestrator_db_agent_id", default=None
-)
+from ..errors import ForeignKeyError, OrchestratorDBError
+from ..ids import uuid7
+from ..manager import CoreManager
+from ..models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS
+from .runs import current_agent_id, exception_details
 
 
-def _exception_details(exc: BaseException) -> dict[str, Any]:
-    return {"exception": {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }}
-
-
-# track_agent -------------------------------------------------------------------------------------
-class PromptHandle:
-    """A prompt recorded by ``run.prompt(...)``; ``complete`` stores its response and cost."""
-
-    def __init__(self, db: DatabaseManager, prompt_id: str) -> None:
-        self._db = db
-        self.prompt_id = prompt_id
+class ManagerFacade(Protocol):
+    """A wrapper around a manager, as ``SyncDatabaseManager``: the handler uses its database."""
 
     @property
-    def id(self) -> str:
-        """The prompt's id."""
-        return self.prompt_id
-
-    async def complete(self, response: str | None, *, tokens_input: int = 0,
-                       tokens_output: int = 0, cost_usd: float = 0.0) -> bool:
-        """Store the response, tokens and cost and mark the prompt completed."""
-        return await self._db.complete_prompt(self.prompt_id, response,
-                                              tokens_input=tokens_input,
-                                              tokens_output=tokens_output, cost_usd=cost_usd)
-
-    async def fail(self, response: str | None = None, *, tokens_input: int = 0,
-                   tokens_output: int = 0, cost_usd: float = 0.0) -> bool:
-        """Mark the prompt failed (tokens and cost spent on it still count)."""
-        return await self._db.complete_prompt(self.prompt_id, response,
-                                              tokens_input=tokens_input,
-                                              tokens_output=tokens_output, cost_usd=cost_usd,
-                                              status="failed")
-
-
-class AgentRun:
-    """One tracked agent run: ``async with db.track_agent(...) as run:``.
-
-    Entering creates (or reuses by name) the orchestrator agent and creates the agent as
-    ``executing`` with ``started_at``; leaving marks it ``completed``, or ``failed`` with the
-    exception logged as an ERROR agent log (``cancelled`` for cancellation and interrupts), and
-    re-raises. While inside, ``current_agent_id`` names the agent, so ``OrchestratorDBHandler``
-    files stdlib log records of this code under it.
-    """
-
-    def __init__(self, db: DatabaseManager, orchestrator_agent: str, session_id: str | None,
-                 *, model: str | None = None, name: str | None = None,
-                 description: str | None = None, metadata: dict[str, Any] | None = None) -> None:
-        self._db = db
-        self.orchestrator_agent = orchestrator_agent
-        self.session_id = session_id if session_id is not None else str(uuid.uuid4())
-        self.model = model
-        self.name = name
-        self.description = description
-        self.metadata = metadata
-        self.orchestrator_agent_id: str | None = None
-        self._agent_id: str | None = None
-        self._token: contextvars.Token[str | None] | None = None
-
-    @property
-    def agent_id(self) -> str:
-        """The id of the agent this run created."""
-        if self._agent_id is None:
-            raise OrchestratorDBError("the run has not started; use it as a context manager")
-        return self._agent_id
-
-    async def _orchestrator_agent_id(self) -> str:
-        db = self._db
-        found = await db.get_orchestrator_agent_by_name(self.orchestrator_agent)
-        if found is not None:
-            return str(found["id"])
-        try:
-            return await db.create_orchestrator_agent(self.orchestrator_agent, self.description,
-                                                      default_model=self.model)
-        except DuplicateError:  # another process or task created it just now
-            found = await db.get_orchestrator_agent_by_name(self.orchestrator_agent)
-            if found is None:  # pragma: no cover - created and deleted in between
-                raise
-            return str(found["id"])
-
-    async def _start(self) -> str:
-        self.orchestrator_agent_id = await self._orchestrator_agent_id()
-        self._agent_id = await self._db.create_agent(
-            self.orchestrator_agent_id, self.session_id, status="executing", name=self.name,
-            model=self.model, metadata=self.metadata, started_at=utc_now(),
-        )
-        return self._agent_id
-
-    async def _finish(self, exc: BaseException | None) -> None:
-        db = self._db
-        agent_id = self.agent_id
-        if exc is None:
-            await db.update_agent_status(agent_id, "completed")
-            return
-        failed = isinstance(exc, Exception)
-        try:
-            async with db.transaction():
-                await db.create_agent_log(
-                    agent_id, f"{type(exc).__name__}: {exc}",
-                    log_level="ERROR" if failed else "WARNING",
-                    log_type="error" if failed else "cancelled",
-                    details=_exception_details(exc),
-                )
-                await db.update_agent_status(agent_id, "failed" if failed else "cancelled")
-        except Exception as record_exc:  # keep the caller's exception, say why it is unrecorded
-            exc.add_note(f"orchestrator-db could not record this failure: {record_exc!r}")
-
-    async def __aenter__(self) -> AgentRun:
-        await self._start()
-        self._token = current_agent_id.set(self._agent_id)
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        if self._token is not None:
-            current_agent_id.reset(self._token)
-            self._token = None
-        await self._finish(exc)
-
-    async def log(self, message: str, level: str = "INFO", *, log_type: str = "event",
-                  details: Any = None) -> str:
-        """Write an agent log line for this run and return its id."""
-        return await self._db.create_agent_log(self.agent_id, message, log_level=level,
-                                               log_type=log_type, details=details)
-
-    async def prompt(self, content: str, *, model: str | None = None) -> PromptHandle:
-        """Record a prompt sent by this run (model defaults to the run's)."""
-        prompt_id = await self._db.create_prompt(self.agent_id, content,
-                                                 model=model if model is not None else self.model)
-        return PromptHandle(self._db, prompt_id)
-
-
-class SyncPromptHandle:
-    """The blocking form of :class:`PromptHandle`."""
-
-    def __init__(self, run: Callable[[Coroutine[Any, Any, Any]], Any], handle: PromptHandle
-                 ) -> None:
-        self._run = run
-        self._handle = handle
-        self.prompt_id = handle.prompt_id
-
-    @property
-    def id(self) -> str:
-        """The prompt's id."""
-        return self.prompt_id
-
-    def complete(self, response: str | None, **kwargs: Any) -> bool:
-        """Store the response, tokens and cost and mark the prompt completed."""
-        return bool(self._run(self._handle.complete(response, **kwargs)))
-
-    def fail(self, response: str | None = None, **kwargs: Any) -> bool:
-        """Mark the prompt failed."""
-        return bool(self._run(self._handle.fail(response, **kwargs)))
-
-
-class SyncAgentRun:
-    """The blocking form of :class:`AgentRun`: ``with sync_db.track_agent(...) as run:``.
-
-    The database work is the async run's, executed on the sync manager's loop; the context
-    variable is set in the caller's own thread, where its log records are emitted.
-    """
-
-    def __init__(self, db: SyncDatabaseManager, run: AgentRun) -> None:
-        self._sync = db
-        self._async_run = run
-        self._token: contextvars.Token[str | None] | None = None
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._sync._run(coro)
-
-    @property
-    def agent_id(self) -> str:
-        """The id of the agent this run created."""
-        return self._async_run.agent_id
-
-    @property
-    def session_id(self) -> str:
-        """The session of this run."""
-        return self._async_run.session_id
-
-    @property
-    def orchestrator_agent_id(self) -> str | None:
-        """The orchestrator agent of this run."""
-        return self._async_run.orchestrator_agent_id
-
-    def __enter__(self) -> SyncAgentRun:
-        agent_id = self._run(self._async_run._start())
-        self._token = current_agent_id.set(agent_id)
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._token is not None:
-            current_agent_id.reset(self._token)
-            self._token = None
-        self._run(self._async_run._finish(exc))
-
-    def log(self, message: str, level: str = "INFO", **kwargs: Any) -> str:
-        """Write an agent log line for this run and return its id."""
-        return self._run(self._async_run.log(message, level, **kwargs))
-
-    def prompt(self, content: str, *, model: str | None = None) -> SyncPromptHandle:
-        """Record a prompt sent by this run."""
-        return SyncPromptHandle(self._run, self._run(self._async_run.prompt(content, model=model)))
-
-
-# one-line helpers --------------------------------------------------------------------------------
-async def log_agent_event(db: DatabaseManager, agent_id: str, log_type: str, message: str,
-                          metadata: Any = None, *, level: str = "INFO") -> str:
-    """Write one agent log line (the seeds' signature; ``metadata`` is stored as details)."""
-    return await db.create_agent_log(agent_id, message, log_level=level, log_type=log_type,
-                                     details=metadata)
-
-
-async def log_system_event(db: DatabaseManager, message: str, *, level: str = "INFO",
-                           source: str | None = None, details: Any = None) -> str:
-    """Write one system log line and return its id."""
-    return await db.create_system_log(message, log_level=level, source=source, details=details)
+    def manager(self) -> CoreManager: ...
 
 
 # the logging handler -----------------------------------------------------------------------------
@@ -321,7 +92,7 @@ class OrchestratorDBHandler(logging.Handler):
     A record goes to ``agent_logs`` when it names an agent (``extra={"agent_id": ...}``, or the
     code runs inside ``track_agent``), else to ``system_logs`` with the logger's name as source.
     ``emit`` formats the record and appends it to a bounded queue; it never waits for the
-    database. One writer thread (its own event loop and ``DatabaseManager`` on the same
+    database. One writer thread (its own event loop and ``CoreManager`` on the same
     database) inserts the queued records in batches of ``batch_size`` or every
     ``flush_interval_ms``, whichever comes first. ``flush()`` and ``close()`` return once all
     records queued before the call are written. When the queue is full a record is refused and
@@ -335,7 +106,7 @@ class OrchestratorDBHandler(logging.Handler):
         level: the handler's level.
     """
 
-    def __init__(self, target: str | DatabaseManager | SyncDatabaseManager | None = None, *,
+    def __init__(self, target: str | CoreManager | ManagerFacade | None = None, *,
                  batch_size: int = 500, flush_interval_ms: float = 100.0,
                  queue_size: int = 100_000, level: int = logging.NOTSET) -> None:
         super().__init__(level)
@@ -371,6 +142,7 @@ class OrchestratorDBHandler(logging.Handler):
     def _resolve_url(target: Any) -> str | None:
         if target is None or isinstance(target, str):
             return target
+        # Duck-typed, so the handler needs neither database.py nor sync.py (both above it).
         manager = getattr(target, "manager", target)  # a SyncDatabaseManager wraps one
         return str(manager.target.url)
 
@@ -411,12 +183,7 @@ class OrchestratorDBHandler(logging.Handler):
             for key in extra - _ROUTING_EXTRAS:
                 details[key] = _json_safe(attrs[key])
         if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            details["exception"] = {
-                "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                "message": str(exc),
-                "traceback": "".join(traceback.format_exception(exc)),
-            }
+            details["exception"] = exception_details(record.exc_info[1])
         elif record.exc_text:
             details["exception"] = {"traceback": record.exc_text}
         if record.stack_info:
@@ -460,12 +227,8 @@ class OrchestratorDBHandler(logging.Handler):
 
     # the writer's side ---------------------------------------------------------------------------
     def _writer(self, started: threading.Event) -> None:
-        import asyncio
-
-        from .manager import CoreManager as DatabaseManager
-
         loop = asyncio.new_event_loop()
-        db = DatabaseManager(url=self._url) if self._url else DatabaseManager()
+        db = CoreManager(url=self._url) if self._url else CoreManager()
         try:
             try:
                 loop.run_until_complete(db.connect())
@@ -517,7 +280,7 @@ class OrchestratorDBHandler(logging.Handler):
                 batch = [queue.popleft() for _ in range(n)]
             yield batch
 
-    async def _write(self, db: DatabaseManager, batch: list[_Entry]) -> None:
+    async def _write(self, db: CoreManager, batch: list[_Entry]) -> None:
         # The handler builds rows that are valid by construction (known level, cleaned text,
         # JSON-safe details, canonical agent UUIDs), so they go straight to the store's bulk
         # path (executemany / COPY, one transaction): validating them again through the payload
@@ -556,7 +319,7 @@ class OrchestratorDBHandler(logging.Handler):
             else:
                 self.written += len(system_rows)
 
-    async def _insert(self, db: DatabaseManager, insert: Callable[..., Any],
+    async def _insert(self, db: CoreManager, insert: Callable[..., Any],
                       rows: list[dict[str, Any]]) -> None:
         """Insert rows as one batch; when that fails, row by row, counting the failures."""
         if not rows:

@@ -1,0 +1,169 @@
+"""The manager's connection lifecycle and the row primitives every record operation shares."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from ..config import Target, resolve_target
+from ..errors import NotConnectedError, ValidationError
+from ..models import utc_now
+from ..store import Store, new_store
+from ..tables import COLUMNS, JSON_FIELDS, NOT_NULL, TIME_FIELDS
+from ..validation import M, check_uuid, validate
+
+if TYPE_CHECKING:  # the engine is reported, never branched on, above store/
+    from ..config import Dialect
+
+
+class ManagerBase:
+    """Async access to the orchestrator database, on SQLite or PostgreSQL.
+
+    Example::
+
+        async with DatabaseManager() as db:  # data/orchestrator.db unless configured
+            oa = await db.create_orchestrator_agent("planner", "Plans the work")
+            agent = await db.create_agent(oa, session_id="s-1")
+            await db.create_agent_log(agent, "started", log_type="step_start")
+
+    Args:
+        db_path: SQLite file (or a URL). Overridden by ``url``.
+        url: ``sqlite:///path`` or ``postgresql://user@host/db``.
+        schema_path: create an empty database from this SQL file (as the seed project's
+            ``adws/schema/schema_orchestrator.sqlite``); a missing file raises
+            ``SchemaNotFoundError``.
+        busy_timeout_ms: how long a SQLite writer waits for another process's lock.
+        pool_min_size, pool_max_size: the PostgreSQL pool.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        *,
+        url: str | None = None,
+        schema_path: str | os.PathLike[str] | None = None,
+        busy_timeout_ms: int = 30_000,
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+    ) -> None:
+        self.target: Target = resolve_target(db_path, url=url)
+        self.schema_path = Path(schema_path) if schema_path is not None else None
+        self._options = {"busy_timeout_ms": busy_timeout_ms, "pool_min_size": pool_min_size,
+                         "pool_max_size": pool_max_size}
+        self._store: Store | None = None
+
+    # lifecycle -------------------------------------------------------------------------------
+    @property
+    def dialect(self) -> Dialect:
+        """The engine this manager talks to."""
+        return self.target.dialect
+
+    @property
+    def db_path(self) -> str | None:
+        """The SQLite file path (None on PostgreSQL)."""
+        return str(self.target.path) if self.target.path is not None else None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether ``connect()`` has been called and ``close()`` has not."""
+        return self._store is not None
+
+    async def connect(self) -> Self:
+        """Open the database, creating it and applying pending migrations if needed."""
+        if self._store is None:
+            store = new_store(self.target, busy_timeout_ms=self._options["busy_timeout_ms"],
+                              pool_min_size=self._options["pool_min_size"],
+                              pool_max_size=self._options["pool_max_size"],
+                              schema_file=self.schema_path)
+            await store.open()
+            self._store = store
+        return self
+
+    async def close(self) -> None:
+        """Close every connection; the manager can be connected again later."""
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def store(self) -> Store:
+        """The engine store (raises NotConnectedError when not connected)."""
+        if self._store is None:
+            raise NotConnectedError(
+                "the DatabaseManager is not connected; call `await db.connect()` first or use "
+                "`async with DatabaseManager() as db:`"
+            )
+        return self._store
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """Group calls atomically: committed on success, rolled back on exception.
+
+        Nested use creates a savepoint. Calls made by the same task inside the block join it.
+        """
+        return self.store.transaction()
+
+    # shared helpers --------------------------------------------------------------------------
+    def _params(self, table: str, values: Mapping[str, Any]) -> list[Any]:
+        store = self.store
+        out = []
+        for column in COLUMNS[table]:
+            value = values.get(column)
+            if column in JSON_FIELDS:
+                value = store.json(value)
+            elif column in TIME_FIELDS:
+                value = store.ts(value)
+            out.append(value)
+        return out
+
+    async def _insert(self, table: str, values: Mapping[str, Any]) -> None:
+        store = self.store
+        await store.execute(store.insert_sql(table, COLUMNS[table]), self._params(table, values))
+
+    async def _get(self, table: str, row_id: Any, field: str = "id") -> dict[str, Any] | None:
+        row_id = check_uuid(row_id, field)
+        q = self.store.query()
+        sql = f"SELECT {', '.join(COLUMNS[table])} FROM {table} WHERE id = {q.p(row_id)}"
+        return await self.store.fetchone(sql, q.params)
+
+    async def _update(self, table: str, row_id: str, model: type[M], fields: Mapping[str, Any],
+                      *, touch: bool) -> bool:
+        row_id = check_uuid(row_id, "id")
+        if not fields:
+            raise ValidationError(
+                f"no fields to update; allowed fields: {', '.join(sorted(model.model_fields))}"
+            )
+        data = validate(model, fields)
+        store = self.store
+        q = store.query()
+        sets = []
+        for name in fields:
+            value = getattr(data, name)
+            if value is None and name in NOT_NULL[table]:
+                raise ValidationError(f"{name} cannot be set to None", field=name)
+            if name in JSON_FIELDS:
+                value = store.json(value)
+            elif name in TIME_FIELDS:
+                value = store.ts(value)
+            elif name == "orchestrator_agent_id" and value is not None:
+                value = check_uuid(value, name)
+            sets.append(f"{name} = {q.p(value)}")
+        if touch:
+            sets.append(f"updated_at = {q.p(store.ts(utc_now()))}")
+        sql = f"UPDATE {table} SET {', '.join(sets)} WHERE id = {q.p(row_id)}"
+        return await store.execute(sql, q.params) > 0
+
+    async def _delete(self, table: str, row_id: Any) -> bool:
+        row_id = check_uuid(row_id, "id")
+        q = self.store.query()
+        sql = f"DELETE FROM {table} WHERE id = {q.p(row_id)}"  # table: one of COLUMNS' keys
+        return await self.store.execute(sql, q.params) > 0
+

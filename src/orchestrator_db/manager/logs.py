@@ -1,0 +1,236 @@
+"""Log records and bulk ingest: many rows validated and written in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import pydantic
+
+from ..errors import ForeignKeyError, ValidationError
+from ..ids import uuid7
+from ..models import AgentLogCreate, AgentLogUpdate, SystemLogCreate, SystemLogUpdate, utc_now
+from ..pagination import DEFAULT_LIMIT, Order, Page
+from ..store import Query
+from ..tables import COLUMNS
+from ..validation import check_uuid, validation_error
+from .queries import QueryBuilder
+
+
+class LogOperations(QueryBuilder):
+    """Agent logs and system logs, one at a time or in bulk, and bulk inserts of whole rows."""
+
+    # agent logs ------------------------------------------------------------------------------
+    async def create_agent_log(
+        self,
+        agent_id: str,
+        message: str,
+        *,
+        log_level: str = "INFO",
+        log_type: str = "event",
+        details: Any = None,
+        created_at: datetime | str | None = None,
+    ) -> str:
+        """Write one agent log line and return its id.
+
+        Raises:
+            ForeignKeyError: the agent does not exist.
+        """
+        return (await self.create_agent_logs([{
+            "agent_id": agent_id, "message": message, "log_level": log_level,
+            "log_type": log_type, "details": details, "created_at": created_at,
+        }]))[0]
+
+    async def create_agent_logs(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Write many agent log lines in one transaction and return their ids, in order.
+
+        Each row is a mapping with the keyword arguments of ``create_agent_log``. Nothing is
+        written unless every row is valid and every agent exists.
+        """
+        values = self._log_rows(AgentLogCreate, rows, agent_ids=True)
+        try:
+            await self.insert_records("agent_logs", values)
+        except ForeignKeyError as exc:
+            missing = await self.missing_agents({v["agent_id"] for v in values})
+            which = ", ".join(missing) if missing else "a referenced agent"
+            raise ForeignKeyError(
+                f"agent {which} does not exist", field="agent_id", ids=missing
+            ) from exc.__cause__
+        return [v["id"] for v in values]
+
+    def _log_rows(self, model: type[pydantic.BaseModel], rows: Iterable[Mapping[str, Any]], *,
+                  agent_ids: bool) -> list[dict[str, Any]]:
+        values: list[dict[str, Any]] = []
+        now = utc_now()
+        checked: dict[Any, str] = {}  # bulk rows repeat a few agent ids: check each once
+        for index, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise ValidationError(f"row {index} must be a mapping, got {type(row).__name__}")
+            row = dict(row)
+            if "metadata" in row and "details" not in row:  # the seeds' name for details
+                row["details"] = row.pop("metadata")
+            if "component" in row and "source" not in row and not agent_ids:
+                row["source"] = row.pop("component")
+            if agent_ids:
+                raw_id = row.get("agent_id")
+                agent_id = checked.get(raw_id) if isinstance(raw_id, str) else None
+                if agent_id is None:
+                    agent_id = check_uuid(raw_id, "agent_id")
+                    if isinstance(raw_id, str):
+                        checked[raw_id] = agent_id
+                row["agent_id"] = agent_id
+            try:
+                data = model.model_validate(row)
+            except pydantic.ValidationError as exc:
+                error = validation_error(exc, model)
+                if index or len(values):
+                    error.message = f"row {index}: {error.message}"
+                    error.args = (error.message,)
+                raise error from exc
+            value = dict(data.__dict__)  # model_dump() costs as much again as validation
+            value["id"] = uuid7()
+            value["created_at"] = value["created_at"] or now
+            values.append(value)
+        return values
+
+    async def insert_records(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert complete rows (every column: ids and timestamps given) atomically, in bulk.
+
+        COPY on PostgreSQL, ``executemany`` on SQLite. The rows are written as they are: callers
+        validate them first (``create_agent_logs`` does; ``import_rows`` checks each column).
+        """
+        if not rows:
+            return
+        columns = COLUMNS[table]
+        await self.store.insert_many(table, columns, [self._params(table, v) for v in rows])
+
+    async def missing_agents(self, agent_ids: Iterable[str]) -> list[str]:
+        """Return the ids among ``agent_ids`` that name no agent, sorted."""
+        wanted = sorted({check_uuid(agent_id, "agent_id") for agent_id in agent_ids})
+        if not wanted:
+            return []
+        store = self.store
+        q = store.query()
+        condition = store.ids_condition(q, wanted)
+        rows = await store.fetch(f"SELECT id FROM agents WHERE {condition}", q.params)
+        found = {row["id"] for row in rows}
+        return [agent_id for agent_id in wanted if agent_id not in found]
+
+    async def get_agent_log(self, log_id: str) -> dict[str, Any] | None:
+        """Return the agent log line, or None if there is none."""
+        return await self._get("agent_logs", log_id, "log_id")
+
+    async def update_agent_log(self, log_id: str, **fields: Any) -> bool:
+        """Change fields of an agent log line (e.g. redact a leaked secret); False if missing."""
+        return await self._update("agent_logs", log_id, AgentLogUpdate, fields, touch=False)
+
+    async def delete_agent_log(self, log_id: str) -> bool:
+        """Delete one agent log line (e.g. one that leaked a secret); False if missing."""
+        return await self._delete("agent_logs", log_id)
+
+    async def page_agent_logs(
+        self, agent_id: str | None = None, *, session_id: str | None = None,
+        log_level: str | None = None, min_level: str | None = None, log_type: str | None = None,
+        since: Any = None, until: Any = None, limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None, order: Order = "asc", offset: int | None = None,
+    ) -> Page:
+        """Return one page of agent logs, oldest first unless ``order='desc'``."""
+        store = self.store
+
+        def where(q: Query) -> list[str]:
+            conditions = []
+            if agent_id is not None:
+                conditions.append(f"agent_id = {q.p(check_uuid(agent_id, 'agent_id'))}")
+            if session_id is not None:
+                conditions.append(
+                    f"agent_id IN (SELECT id FROM agents WHERE session_id = {q.p(str(session_id))})"
+                )
+            conditions += self._levels(q, log_level, min_level)
+            if log_type is not None:
+                conditions.append(f"log_type = {q.p(str(log_type))}")
+            return conditions + self._time_range(q, store, since, until)
+        return await self._page("agent_logs", where, limit=limit, cursor=cursor, order=order,
+                                offset=offset)
+
+    async def list_agent_logs(self, agent_id: str | None = None, **filters: Any
+                              ) -> list[dict[str, Any]]:
+        """Return agent logs (filters and paging as ``page_agent_logs``)."""
+        return (await self.page_agent_logs(agent_id, **filters)).items
+
+    def iter_agent_logs(self, agent_id: str | None = None, **filters: Any
+                        ) -> AsyncIterator[dict[str, Any]]:
+        """Stream every agent log matching the filters."""
+        return self._iter(self.page_agent_logs, {"agent_id": agent_id, **filters})
+
+    async def list_recent_agent_logs(self, limit: int = 50, **filters: Any
+                                     ) -> list[dict[str, Any]]:
+        """Return the newest agent logs, newest first."""
+        return await self.list_agent_logs(limit=limit, order="desc", **filters)
+
+    # system logs -----------------------------------------------------------------------------
+    async def create_system_log(
+        self,
+        message: str,
+        *,
+        log_level: str = "INFO",
+        source: str | None = None,
+        details: Any = None,
+        created_at: datetime | str | None = None,
+        component: str | None = None,
+    ) -> str:
+        """Write one system log line and return its id (``component`` is an alias of source)."""
+        return (await self.create_system_logs([{
+            "message": message, "log_level": log_level, "source": source or component,
+            "details": details, "created_at": created_at,
+        }]))[0]
+
+    async def create_system_logs(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Write many system log lines in one transaction and return their ids, in order."""
+        values = self._log_rows(SystemLogCreate, rows, agent_ids=False)
+        await self.insert_records("system_logs", values)
+        return [v["id"] for v in values]
+
+    async def get_system_log(self, log_id: str) -> dict[str, Any] | None:
+        """Return the system log line, or None if there is none."""
+        return await self._get("system_logs", log_id, "log_id")
+
+    async def update_system_log(self, log_id: str, **fields: Any) -> bool:
+        """Change fields of a system log line; False if missing."""
+        return await self._update("system_logs", log_id, SystemLogUpdate, fields, touch=False)
+
+    async def delete_system_log(self, log_id: str) -> bool:
+        """Delete one system log line; False if missing."""
+        return await self._delete("system_logs", log_id)
+
+    async def page_system_logs(
+        self, *, log_level: str | None = None, min_level: str | None = None,
+        source: str | None = None, component: str | None = None, since: Any = None,
+        until: Any = None, limit: int = DEFAULT_LIMIT, cursor: str | None = None,
+        order: Order = "asc", offset: int | None = None,
+    ) -> Page:
+        """Return one page of system logs, oldest first unless ``order='desc'``."""
+        store = self.store
+        source = source if source is not None else component
+
+        def where(q: Query) -> list[str]:
+            conditions = self._levels(q, log_level, min_level)
+            if source is not None:
+                conditions.append(f"source = {q.p(str(source))}")
+            return conditions + self._time_range(q, store, since, until)
+        return await self._page("system_logs", where, limit=limit, cursor=cursor, order=order,
+                                offset=offset)
+
+    async def list_system_logs(self, **filters: Any) -> list[dict[str, Any]]:
+        """Return system logs (filters and paging as ``page_system_logs``)."""
+        return (await self.page_system_logs(**filters)).items
+
+    def iter_system_logs(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Stream every system log matching the filters."""
+        return self._iter(self.page_system_logs, filters)
+
+    async def list_recent_system_logs(self, limit: int = 50, **filters: Any
+                                      ) -> list[dict[str, Any]]:
+        """Return the newest system logs, newest first."""
+        return await self.list_system_logs(limit=limit, order="desc", **filters)
+

@@ -1,0 +1,255 @@
+"""Agent runs: ``db.track_agent(...)`` and the one-line log helpers (design §5).
+
+``AgentRun`` wraps one agent run (status, start/end, failures, logs and prompts);
+``SyncAgentRun`` is its blocking twin, handed a runner that executes its coroutines (the sync
+manager's loop), so this module never needs to know the sync facade.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import traceback
+import uuid
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+from ..errors import DuplicateError, OrchestratorDBError
+from ..manager import CoreManager
+from ..models import utc_now
+
+T = TypeVar("T")
+
+# The agent whose run the current code is part of: set by track_agent, read by the handler.
+current_agent_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "orchestrator_db_agent_id", default=None
+)
+
+
+class Runner(Protocol):
+    """Run a coroutine to completion and return its result (``SyncDatabaseManager``'s loop)."""
+
+    def __call__(self, coro: Coroutine[Any, Any, T], /) -> T: ...
+
+
+def exception_details(exc: BaseException) -> dict[str, Any]:
+    """Describe an exception for a log record's details: type, message and traceback."""
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+# track_agent -------------------------------------------------------------------------------------
+class PromptHandle:
+    """A prompt recorded by ``run.prompt(...)``; ``complete`` stores its response and cost."""
+
+    def __init__(self, db: CoreManager, prompt_id: str) -> None:
+        self._db = db
+        self.prompt_id = prompt_id
+
+    @property
+    def id(self) -> str:
+        """The prompt's id."""
+        return self.prompt_id
+
+    async def complete(self, response: str | None, *, tokens_input: int = 0,
+                       tokens_output: int = 0, cost_usd: float = 0.0) -> bool:
+        """Store the response, tokens and cost and mark the prompt completed."""
+        return await self._db.complete_prompt(self.prompt_id, response,
+                                              tokens_input=tokens_input,
+                                              tokens_output=tokens_output, cost_usd=cost_usd)
+
+    async def fail(self, response: str | None = None, *, tokens_input: int = 0,
+                   tokens_output: int = 0, cost_usd: float = 0.0) -> bool:
+        """Mark the prompt failed (tokens and cost spent on it still count)."""
+        return await self._db.complete_prompt(self.prompt_id, response,
+                                              tokens_input=tokens_input,
+                                              tokens_output=tokens_output, cost_usd=cost_usd,
+                                              status="failed")
+
+
+class AgentRun:
+    """One tracked agent run: ``async with db.track_agent(...) as run:``.
+
+    Entering creates (or reuses by name) the orchestrator agent and creates the agent as
+    ``executing`` with ``started_at``; leaving marks it ``completed``, or ``failed`` with the
+    exception logged as an ERROR agent log (``cancelled`` for cancellation and interrupts), and
+    re-raises. While inside, ``current_agent_id`` names the agent, so ``OrchestratorDBHandler``
+    files stdlib log records of this code under it.
+    """
+
+    def __init__(self, db: CoreManager, orchestrator_agent: str, session_id: str | None,
+                 *, model: str | None = None, name: str | None = None,
+                 description: str | None = None, metadata: dict[str, Any] | None = None) -> None:
+        self._db = db
+        self.orchestrator_agent = orchestrator_agent
+        self.session_id = session_id if session_id is not None else str(uuid.uuid4())
+        self.model = model
+        self.name = name
+        self.description = description
+        self.metadata = metadata
+        self.orchestrator_agent_id: str | None = None
+        self._agent_id: str | None = None
+        self._token: contextvars.Token[str | None] | None = None
+
+    @property
+    def agent_id(self) -> str:
+        """The id of the agent this run created."""
+        if self._agent_id is None:
+            raise OrchestratorDBError("the run has not started; use it as a context manager")
+        return self._agent_id
+
+    async def _orchestrator_agent_id(self) -> str:
+        db = self._db
+        found = await db.get_orchestrator_agent_by_name(self.orchestrator_agent)
+        if found is not None:
+            return str(found["id"])
+        try:
+            return await db.create_orchestrator_agent(self.orchestrator_agent, self.description,
+                                                      default_model=self.model)
+        except DuplicateError:  # another process or task created it just now
+            found = await db.get_orchestrator_agent_by_name(self.orchestrator_agent)
+            if found is None:  # pragma: no cover - created and deleted in between
+                raise
+            return str(found["id"])
+
+    async def _start(self) -> str:
+        self.orchestrator_agent_id = await self._orchestrator_agent_id()
+        self._agent_id = await self._db.create_agent(
+            self.orchestrator_agent_id, self.session_id, status="executing", name=self.name,
+            model=self.model, metadata=self.metadata, started_at=utc_now(),
+        )
+        return self._agent_id
+
+    async def _finish(self, exc: BaseException | None) -> None:
+        db = self._db
+        agent_id = self.agent_id
+        if exc is None:
+            await db.update_agent_status(agent_id, "completed")
+            return
+        failed = isinstance(exc, Exception)
+        try:
+            async with db.transaction():
+                await db.create_agent_log(
+                    agent_id, f"{type(exc).__name__}: {exc}",
+                    log_level="ERROR" if failed else "WARNING",
+                    log_type="error" if failed else "cancelled",
+                    details={"exception": exception_details(exc)},
+                )
+                await db.update_agent_status(agent_id, "failed" if failed else "cancelled")
+        except Exception as record_exc:  # keep the caller's exception, say why it is unrecorded
+            exc.add_note(f"orchestrator-db could not record this failure: {record_exc!r}")
+
+    async def __aenter__(self) -> AgentRun:
+        await self._start()
+        self._token = current_agent_id.set(self._agent_id)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._token is not None:
+            current_agent_id.reset(self._token)
+            self._token = None
+        await self._finish(exc)
+
+    async def log(self, message: str, level: str = "INFO", *, log_type: str = "event",
+                  details: Any = None) -> str:
+        """Write an agent log line for this run and return its id."""
+        return await self._db.create_agent_log(self.agent_id, message, log_level=level,
+                                               log_type=log_type, details=details)
+
+    async def prompt(self, content: str, *, model: str | None = None) -> PromptHandle:
+        """Record a prompt sent by this run (model defaults to the run's)."""
+        prompt_id = await self._db.create_prompt(self.agent_id, content,
+                                                 model=model if model is not None else self.model)
+        return PromptHandle(self._db, prompt_id)
+
+
+class SyncPromptHandle:
+    """The blocking form of :class:`PromptHandle`."""
+
+    def __init__(self, run: Runner, handle: PromptHandle) -> None:
+        self._run = run
+        self._handle = handle
+        self.prompt_id = handle.prompt_id
+
+    @property
+    def id(self) -> str:
+        """The prompt's id."""
+        return self.prompt_id
+
+    def complete(self, response: str | None, **kwargs: Any) -> bool:
+        """Store the response, tokens and cost and mark the prompt completed."""
+        return self._run(self._handle.complete(response, **kwargs))
+
+    def fail(self, response: str | None = None, **kwargs: Any) -> bool:
+        """Mark the prompt failed."""
+        return self._run(self._handle.fail(response, **kwargs))
+
+
+class SyncAgentRun:
+    """The blocking form of :class:`AgentRun`: ``with sync_db.track_agent(...) as run:``.
+
+    The database work is the async run's, executed by ``run`` (the sync manager's loop); the
+    context variable is set in the caller's own thread, where its log records are emitted.
+
+    Args:
+        run: runs a coroutine to completion and returns its result.
+        agent_run: the async run whose work this one does.
+    """
+
+    def __init__(self, run: Runner, agent_run: AgentRun) -> None:
+        self._run = run
+        self._async_run = agent_run
+        self._token: contextvars.Token[str | None] | None = None
+
+    @property
+    def agent_id(self) -> str:
+        """The id of the agent this run created."""
+        return self._async_run.agent_id
+
+    @property
+    def session_id(self) -> str:
+        """The session of this run."""
+        return self._async_run.session_id
+
+    @property
+    def orchestrator_agent_id(self) -> str | None:
+        """The orchestrator agent of this run."""
+        return self._async_run.orchestrator_agent_id
+
+    def __enter__(self) -> SyncAgentRun:
+        agent_id = self._run(self._async_run._start())
+        self._token = current_agent_id.set(agent_id)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._token is not None:
+            current_agent_id.reset(self._token)
+            self._token = None
+        self._run(self._async_run._finish(exc))
+
+    def log(self, message: str, level: str = "INFO", **kwargs: Any) -> str:
+        """Write an agent log line for this run and return its id."""
+        return self._run(self._async_run.log(message, level, **kwargs))
+
+    def prompt(self, content: str, *, model: str | None = None) -> SyncPromptHandle:
+        """Record a prompt sent by this run."""
+        return SyncPromptHandle(self._run, self._run(self._async_run.prompt(content, model=model)))
+
+
+# one-line helpers --------------------------------------------------------------------------------
+async def log_agent_event(db: CoreManager, agent_id: str, log_type: str, message: str,
+                          metadata: Any = None, *, level: str = "INFO") -> str:
+    """Write one agent log line (the seeds' signature; ``metadata`` is stored as details)."""
+    return await db.create_agent_log(agent_id, message, log_level=level, log_type=log_type,
+                                     details=metadata)
+
+
+async def log_system_event(db: CoreManager, message: str, *, level: str = "INFO",
+                           source: str | None = None, details: Any = None) -> str:
+    """Write one system log line and return its id."""
+    return await db.create_system_log(message, log_level=level, source=source, details=details)
