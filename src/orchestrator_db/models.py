@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,6 +40,11 @@ MAX_MESSAGE_CHARS = 1_000_000
 MAX_CONTENT_CHARS = 10_000_000
 MAX_JSON_BYTES = 1_000_000
 MAX_INT = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
+# Per-row caps chosen so that sums stay exact and finite on both engines: 9.2 million prompts
+# at the cap still sum within a BIGINT, and costs far below the double's range. No real prompt
+# comes near either (a trillion tokens; a billion dollars).
+MAX_TOKENS = 10**12
+MAX_COST_USD = 1e9
 
 
 def utc_now() -> datetime:
@@ -54,7 +60,11 @@ def format_ts(value: datetime) -> str:
 
 
 def parse_ts(value: datetime | str) -> datetime:
-    """Parse a caller's timestamp (datetime or ISO 8601 string; naive means UTC)."""
+    """Parse a caller's timestamp (datetime or ISO 8601 string; naive means UTC).
+
+    Raises ValueError for text that is not ISO 8601 and for a time whose UTC form falls outside
+    years 1 to 9999 (``9999-12-31T23:59:59-01:00`` is in the year 10000 in UTC).
+    """
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -64,7 +74,41 @@ def parse_ts(value: datetime | str) -> datetime:
         raise ValueError("expected a datetime or an ISO 8601 string")
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 in UTC") from None
+
+
+UNPAIRED_SURROGATE = ("must not contain lone surrogates (unpaired UTF-16 code units, as "
+                      "os.fsdecode gives for undecodable bytes)")
+
+
+def text_problem(text: str) -> str | None:
+    """Say why ``text`` cannot be stored as it is (NUL, a lone surrogate), or return None."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return UNPAIRED_SURROGATE
+    return None
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Return ``text`` made storable: NUL and lone surrogates escaped, cut to ``limit`` characters.
+
+    For text from outside that must be kept rather than refused (log records, exception
+    messages): the escapes show what was there.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        text = text[: limit - 20] + "… [truncated]"
+    return text
 
 
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -80,6 +124,8 @@ def encode_json(value: Any) -> JsonText | None:
         raise ValueError(f"must be JSON-serialisable ({exc})") from None
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise ValueError("must not contain NUL characters")
+    if not text.isascii() and (problem := text_problem(text)) is not None:
+        raise ValueError(problem)
     if len(text) > MAX_JSON_BYTES // 4 and len(text.encode()) > MAX_JSON_BYTES:
         raise ValueError(f"is larger than {MAX_JSON_BYTES} bytes of JSON")
     return JsonText(text)
@@ -118,8 +164,10 @@ Capabilities = Annotated[list[Name] | None,
                          BeforeValidator(_capabilities)]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
 Level = Annotated[LogLevel, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
-Count = Annotated[int, Field(ge=0, le=MAX_INT, strict=True)]
-Cost = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
+# -0.0 passes ge=0 but PostgreSQL returns it as 0.0: store 0.0 on both engines.
+Cost = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False),
+                 AfterValidator(lambda v: v + 0.0)]
 
 
 class _Payload(BaseModel):

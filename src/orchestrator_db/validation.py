@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from .errors import ValidationError
-from .models import LOG_LEVELS, parse_ts
+from .models import LOG_LEVELS, MAX_CONTENT_CHARS, UNPAIRED_SURROGATE, parse_ts, text_problem
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -29,11 +29,13 @@ def validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseMod
         message = f"unknown field {top!r}; allowed fields: {allowed}"
     elif err["type"] == "string_pattern_mismatch":  # the only pattern is NO_NUL
         message = f"{field}: must not contain NUL characters"
+    elif err["type"] == "string_unicode":  # what pydantic says of a lone surrogate
+        message = f"{field}: {UNPAIRED_SURROGATE}"
     else:
         shown = repr(err.get("input"))
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        message = f"{field}: {err['msg']} (got {shown})"
+        message = f"{field}: {err['msg'].removeprefix('Value error, ')} (got {shown})"
     return ValidationError(message, field=top)
 
 
@@ -58,6 +60,25 @@ def check_uuid(value: Any, field: str) -> str:
     raise ValidationError(f"{field} must be a UUID string, got {shown}", field=field)
 
 
+def check_text(value: Any, field: str, *, max_chars: int = MAX_CONTENT_CHARS) -> str:
+    """Return a text argument (a filter value, a name) that a stored value could equal.
+
+    Whole numbers are taken as their decimal text. NUL and lone surrogates are refused on both
+    engines: no stored text holds them (PostgreSQL cannot, and every write path refuses them).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, got {type(value).__name__}",
+                              field=field)
+    problem = text_problem(value)
+    if problem is None and len(value) > max_chars:
+        problem = f"is longer than {max_chars:,} characters"
+    if problem is not None:
+        raise ValidationError(f"{field} {problem}", field=field)
+    return value
+
+
 def check_choice(value: Any, allowed: Iterable[str], field: str) -> str:
     """Return ``value`` if it is one of ``allowed``."""
     allowed = tuple(allowed)
@@ -75,8 +96,11 @@ def check_time(value: Any, field: str) -> datetime | None:
     try:
         return parse_ts(value)
     except (ValueError, TypeError) as exc:
+        reason = str(exc) if "outside years" in str(exc) else "is not a datetime or an ISO 8601 string"
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
         raise ValidationError(
-            f"{field} must be a datetime or an ISO 8601 string, got {value!r}", field=field
+            f"{field} must be a datetime or an ISO 8601 string, got {shown} ({reason})",
+            field=field,
         ) from exc
 
 

@@ -14,7 +14,7 @@ from ..models import AgentLogCreate, AgentLogUpdate, SystemLogCreate, SystemLogU
 from ..pagination import DEFAULT_LIMIT, Order, Page
 from ..store import Query
 from ..tables import COLUMNS
-from ..validation import check_uuid, validation_error
+from ..validation import check_text, check_uuid, validation_error
 from .queries import QueryBuilder
 
 
@@ -143,12 +143,13 @@ class LogOperations(QueryBuilder):
             if agent_id is not None:
                 conditions.append(f"agent_id = {q.p(check_uuid(agent_id, 'agent_id'))}")
             if session_id is not None:
+                session = q.p(check_text(session_id, "session_id"))
                 conditions.append(
-                    f"agent_id IN (SELECT id FROM agents WHERE session_id = {q.p(str(session_id))})"
+                    f"agent_id IN (SELECT id FROM agents WHERE session_id = {session})"
                 )
             conditions += self._levels(q, log_level, min_level)
             if log_type is not None:
-                conditions.append(f"log_type = {q.p(str(log_type))}")
+                conditions.append(f"log_type = {q.p(check_text(log_type, 'log_type'))}")
             return conditions + self._time_range(q, store, since, until)
         return await self._page("agent_logs", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)
@@ -216,7 +217,7 @@ class LogOperations(QueryBuilder):
         def where(q: Query) -> list[str]:
             conditions = self._levels(q, log_level, min_level)
             if source is not None:
-                conditions.append(f"source = {q.p(str(source))}")
+                conditions.append(f"source = {q.p(check_text(source, 'source'))}")
             return conditions + self._time_range(q, store, since, until)
         return await self._page("system_logs", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)

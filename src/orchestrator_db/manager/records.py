@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from ..errors import DuplicateError, ForeignKeyError, ReferencedError, ValidationError
+from ..errors import DuplicateError, ForeignKeyError, ReferencedError
 from ..ids import uuid7
 from ..models import (
     AGENT_STATUSES,
@@ -23,7 +23,7 @@ from ..models import (
 from ..pagination import DEFAULT_LIMIT, Order, Page
 from ..store import Query
 from ..tables import COLUMNS, TERMINAL_AGENT_STATUSES
-from ..validation import check_choice, check_time, check_uuid, short, validate
+from ..validation import check_choice, check_text, check_time, check_uuid, short, validate
 from .queries import QueryBuilder
 
 
@@ -73,8 +73,7 @@ class RecordOperations(QueryBuilder):
 
     async def get_orchestrator_agent_by_name(self, name: str) -> dict[str, Any] | None:
         """Return the orchestrator agent with this name, or None."""
-        if not isinstance(name, str):
-            raise ValidationError(f"name must be a string, got {name!r}", field="name")
+        name = check_text(name, "name")
         q = self.store.query()
         sql = (f"SELECT {', '.join(COLUMNS['orchestrator_agents'])} FROM orchestrator_agents "
                f"WHERE name = {q.p(name)}")
@@ -92,7 +91,7 @@ class RecordOperations(QueryBuilder):
                 st = check_choice(status, ORCHESTRATOR_AGENT_STATUSES, "status")
                 conditions.append(f"status = {q.p(st)}")
             if agent_type is not None:
-                conditions.append(f"agent_type = {q.p(str(agent_type))}")
+                conditions.append(f"agent_type = {q.p(check_text(agent_type, 'agent_type'))}")
             return conditions
         return await self._page("orchestrator_agents", where, limit=limit, cursor=cursor,
                                 order=order, offset=offset)
@@ -206,7 +205,7 @@ class RecordOperations(QueryBuilder):
         def where(q: Query) -> list[str]:
             conditions = []
             if session_id is not None:
-                conditions.append(f"session_id = {q.p(str(session_id))}")
+                conditions.append(f"session_id = {q.p(check_text(session_id, 'session_id'))}")
             if orchestrator_agent_id is not None:
                 oa = check_uuid(orchestrator_agent_id, "orchestrator_agent_id")
                 conditions.append(f"orchestrator_agent_id = {q.p(oa)}")
@@ -330,13 +329,14 @@ class RecordOperations(QueryBuilder):
             if agent_id is not None:
                 conditions.append(f"agent_id = {q.p(check_uuid(agent_id, 'agent_id'))}")
             if session_id is not None:
+                session = q.p(check_text(session_id, "session_id"))
                 conditions.append(
-                    f"agent_id IN (SELECT id FROM agents WHERE session_id = {q.p(str(session_id))})"
+                    f"agent_id IN (SELECT id FROM agents WHERE session_id = {session})"
                 )
             if status is not None:
                 conditions.append(f"status = {q.p(check_choice(status, PROMPT_STATUSES, 'status'))}")
             if model is not None:
-                conditions.append(f"model = {q.p(str(model))}")
+                conditions.append(f"model = {q.p(check_text(model, 'model'))}")
             return conditions + self._time_range(q, store, since, until)
         return await self._page("prompts", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import math
@@ -16,16 +17,23 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..errors import ForeignKeyError, OrchestratorDBError
+from ..errors import (
+    ConstraintError,
+    ForeignKeyError,
+    NotConnectedError,
+    OrchestratorDBError,
+    SchemaError,
+    ValidationError,
+)
 from ..ids import uuid7
 from ..manager import CoreManager
-from ..models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS
+from ..models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS, clean_text, encode_json, utc_now
 from .runs import current_agent_id, exception_details
 
 
@@ -42,6 +50,8 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
     "message", "asctime", "taskName",
 }
 _ROUTING_EXTRAS = frozenset({"agent_id", "log_type"})
+RETRIES = 4  # tries after the first, for a transient error
+RETRY_DELAY = 0.05  # seconds before the first retry; doubles each time
 
 
 def _level_name(levelno: int) -> str:
@@ -57,22 +67,52 @@ def _level_name(levelno: int) -> str:
 
 
 def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | bool):
+    """Return ``value`` as plain JSON data whose text can be stored (else its repr, cleaned)."""
+    if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, str):
+        return clean_text(value, MAX_MESSAGE_CHARS)
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     try:
-        return json.loads(json.dumps(value, default=repr, allow_nan=False))
-    except (TypeError, ValueError):
-        return repr(value)
+        data = json.loads(json.dumps(value, default=repr, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        return clean_text(repr(value), MAX_MESSAGE_CHARS)
+    return _clean_json(data)
 
 
-def _clean_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    if len(text) > limit:
-        text = text[: limit - 20] + "… [truncated]"
-    return text
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value, MAX_MESSAGE_CHARS)
+    if isinstance(value, dict):
+        return {clean_text(k, MAX_SHORT_CHARS): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _stored_details(details: dict[str, Any] | None) -> Any:
+    """Encode details as every write path does (encode_json), or say why they were dropped."""
+    if details is None:
+        return None
+    try:
+        return encode_json(details)
+    except ValueError as exc:
+        return encode_json({"details_dropped": str(exc), "keys": sorted(details)[:50]})
+
+
+def _created_at(timestamp: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):  # a record with a made-up time
+        return utc_now()
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether writing the same rows again may succeed (a lock, a lost connection)."""
+    if isinstance(exc, ValidationError | ConstraintError | SchemaError | NotConnectedError):
+        return False
+    return isinstance(exc, OrchestratorDBError | OSError)
 
 
 @dataclass(slots=True)
@@ -118,6 +158,10 @@ class OrchestratorDBHandler(logging.Handler):
         self.dropped = 0
         self.failed = 0
         self.written = 0
+        self.retried = 0  # inserts tried again after a transient error
+        self.restarts = 0  # writer threads started again after one died
+        self.last_error: str | None = None
+        self._reported: set[str] = set()
         self._url = self._resolve_url(target)
         self._queue: collections.deque[_Entry] = collections.deque()
         self._cond = threading.Condition(threading.Lock())
@@ -127,16 +171,34 @@ class OrchestratorDBHandler(logging.Handler):
         self._closing = False
         self._closed = False
         self._warned_drop = False
-        self._warned_fail = False
         self._startup_error: BaseException | None = None
-        started = threading.Event()
-        self._thread = threading.Thread(target=self._writer, args=(started,),
-                                        name="orchestrator-db-log-writer", daemon=True)
-        self._thread.start()
-        started.wait()
+        self._thread = self._start_writer()
         if self._startup_error is not None:
             self._thread.join()
             raise self._startup_error
+
+    def _start_writer(self) -> threading.Thread:
+        started = threading.Event()
+        thread = threading.Thread(target=self._writer, args=(started,),
+                                  name="orchestrator-db-log-writer", daemon=True)
+        thread.start()
+        if self.restarts == 0:
+            started.wait()  # the first connection's error is the constructor's
+        return thread
+
+    def _ensure_writer(self) -> None:
+        """Start a new writer if the last one died (never expected; reported, not hidden)."""
+        with self._cond:
+            if self._thread.is_alive() or self._closing or self._startup_error is not None:
+                return
+            self.restarts += 1
+            self._thread = self._start_writer()
+        self._report("writer thread died and was restarted")
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the writer is running and its last batch was written (False after close)."""
+        return (not self._closed and self._thread.is_alive() and self.last_error is None)
 
     @staticmethod
     def _resolve_url(target: Any) -> str | None:
@@ -153,6 +215,8 @@ class OrchestratorDBHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        if not self._thread.is_alive():
+            self._ensure_writer()
         with self._cond:
             if self._closing:
                 return
@@ -192,13 +256,13 @@ class OrchestratorDBHandler(logging.Handler):
             details["logger"] = record.name
         log_type = attrs.get("log_type")
         return _Entry(
-            agent_id=None if agent_id is None else str(agent_id),
+            agent_id=None if agent_id is None else clean_text(str(agent_id), MAX_SHORT_CHARS),
             level=_level_name(record.levelno),
-            log_type=_clean_text(str(log_type), MAX_SHORT_CHARS) if log_type is not None
+            log_type=clean_text(str(log_type), MAX_SHORT_CHARS) if log_type is not None
             else "log",
-            source=record.name,
-            message=_clean_text(record.getMessage()),
-            details=details or None,
+            source=clean_text(str(record.name), MAX_SHORT_CHARS),
+            message=clean_text(record.getMessage(), MAX_MESSAGE_CHARS),
+            details=_clean_json(details) or None,
             created_at=record.created,
         )
 
@@ -210,8 +274,13 @@ class OrchestratorDBHandler(logging.Handler):
             target = self._accepted
             self._flush_asked = True
             self._cond.notify_all()
-            while self._done < target and self._thread.is_alive():
+            while self._done < target and not self._closed:
+                if not self._thread.is_alive():
+                    break
                 self._cond.wait(0.5)
+        if self._done < target and not self._thread.is_alive() and not self._closed:
+            self._ensure_writer()
+            self.flush()
 
     def close(self) -> None:
         """Write everything queued, stop the writer and release its database connection."""
@@ -228,21 +297,23 @@ class OrchestratorDBHandler(logging.Handler):
     # the writer's side ---------------------------------------------------------------------------
     def _writer(self, started: threading.Event) -> None:
         loop = asyncio.new_event_loop()
-        db = CoreManager(url=self._url) if self._url else CoreManager()
+        db: CoreManager | None = None
         try:
             try:
-                loop.run_until_complete(db.connect())
-            except BaseException as exc:  # handed to the constructor
-                self._startup_error = exc
-                return
+                db = loop.run_until_complete(self._connect())
+            except BaseException as exc:
+                if self.restarts == 0:  # the first writer: handed to the constructor
+                    self._startup_error = exc
+                    return
+                self._report(f"the restarted log writer could not connect ({exc!r})")
             finally:
                 started.set()
             for batch in self._batches():
-                loop.run_until_complete(self._write(db, batch))
+                db = self._write_batch(loop, db, batch)
                 with self._cond:
                     self._done += len(batch)
                     self._cond.notify_all()
-            if self.dropped:
+            if self.dropped and db is not None:
                 with _quiet():
                     loop.run_until_complete(db.create_system_log(
                         f"OrchestratorDBHandler dropped {self.dropped} log record(s): its "
@@ -252,13 +323,70 @@ class OrchestratorDBHandler(logging.Handler):
                     ))
         finally:
             try:
-                loop.run_until_complete(db.close())
+                if db is not None:
+                    with _quiet():
+                        loop.run_until_complete(db.close())
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
                 with self._cond:
-                    self._closing = True
+                    if self._closed or self._startup_error is not None:
+                        self._closing = True
                     self._cond.notify_all()
+
+    async def _connect(self) -> CoreManager:
+        db = CoreManager(url=self._url) if self._url else CoreManager()
+        return await db.connect()
+
+    def _write_batch(self, loop: asyncio.AbstractEventLoop, db: CoreManager | None,
+                     batch: list[_Entry]) -> CoreManager | None:
+        """Write one batch, whatever happens; return the manager to use for the next one.
+
+        Every exception is caught here, counted and reported: the writer thread never dies of
+        one batch. Transient errors (a lock held too long, a lost connection) are retried with
+        backoff inside ``_write``; a connection that cannot be opened is tried again here.
+        """
+        written, failed = self.written, self.failed
+        delay = RETRY_DELAY
+        for attempt in range(RETRIES + 1):
+            try:
+                if db is None:
+                    db = loop.run_until_complete(self._connect())
+                loop.run_until_complete(self._write(db, batch))
+                self.last_error = None
+                return db
+            except Exception as exc:  # noqa: BLE001 - counted and reported, the writer goes on
+                if attempt < RETRIES and db is None and _transient(exc):
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                lost = len(batch) - (self.written - written) - (self.failed - failed)
+                self.failed += max(lost, 0)
+                self._report(f"could not write {max(lost, 0)} log record(s) ({exc!r})")
+                return db
+        return db
+
+    async def _retrying(self, insert: Callable[[], Awaitable[Any]]) -> None:
+        """Run one atomic insert, again after a transient error (with backoff)."""
+        delay = RETRY_DELAY
+        for attempt in range(RETRIES + 1):
+            try:
+                await insert()
+                return
+            except Exception as exc:
+                if attempt == RETRIES or not _transient(exc):
+                    raise
+                self.retried += 1
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    def _report(self, message: str) -> None:
+        """Remember the last error and say it on stderr (once per kind of trouble)."""
+        self.last_error = message
+        if message.split(" (", 1)[0] not in self._reported:
+            self._reported.add(message.split(" (", 1)[0])
+            sys.stderr.write(f"orchestrator-db: OrchestratorDBHandler {message}; counting them "
+                             "in handler.failed\n")
 
     def _batches(self) -> Iterator[list[_Entry]]:
         cond, queue = self._cond, self._queue
@@ -281,15 +409,16 @@ class OrchestratorDBHandler(logging.Handler):
             yield batch
 
     async def _write(self, db: CoreManager, batch: list[_Entry]) -> None:
-        # The handler builds rows that are valid by construction (known level, cleaned text,
-        # JSON-safe details, canonical agent UUIDs), so they go straight to the store's bulk
-        # path (executemany / COPY, one transaction): validating them again through the payload
-        # models would cost about as much as the insert. Should a batch still fail, it is
-        # retried through create_agent_logs / create_system_logs, which say what is wrong.
+        # The handler builds rows that are valid by construction (known level, text cleaned and
+        # details encoded by the same checks the payload models apply: clean_text, encode_json;
+        # canonical agent UUIDs), so they go straight to the store's bulk path (executemany /
+        # COPY, one transaction): validating them again through the payload models would cost
+        # about as much as the insert. Should a batch still fail, it is retried row by row
+        # through create_agent_logs / create_system_logs, which say what is wrong.
         agent_rows: list[dict[str, Any]] = []
         system_rows: list[dict[str, Any]] = []
         for e in batch:
-            created_at = datetime.fromtimestamp(e.created_at, UTC)
+            created_at = _created_at(e.created_at)
             agent_id = _canonical_uuid(e.agent_id) if e.agent_id is not None else None
             if agent_id is not None:
                 agent_rows.append({"id": uuid7(), "agent_id": agent_id, "log_level": e.level,
@@ -299,7 +428,7 @@ class OrchestratorDBHandler(logging.Handler):
                 system_rows.append(self._system_row(e, created_at))
         if agent_rows:
             try:
-                await db.insert_records("agent_logs", agent_rows)
+                await self._bulk(db, "agent_logs", agent_rows)
             except ForeignKeyError:
                 # Records naming an agent that does not exist are kept, as system logs.
                 missing = set(await db.missing_agents({r["agent_id"] for r in agent_rows}))
@@ -307,40 +436,30 @@ class OrchestratorDBHandler(logging.Handler):
                                    if r["agent_id"] in missing)
                 await self._insert(db, db.create_agent_logs,
                                    [r for r in agent_rows if r["agent_id"] not in missing])
-            except OrchestratorDBError:
+            except Exception:  # noqa: BLE001 - row by row: only the bad rows fail
                 await self._insert(db, db.create_agent_logs, agent_rows)
-            else:
-                self.written += len(agent_rows)
         if system_rows:
             try:
-                await db.insert_records("system_logs", system_rows)
-            except OrchestratorDBError:
+                await self._bulk(db, "system_logs", system_rows)
+            except Exception:  # noqa: BLE001 - row by row: only the bad rows fail
                 await self._insert(db, db.create_system_logs, system_rows)
-            else:
-                self.written += len(system_rows)
+
+    async def _bulk(self, db: CoreManager, table: str, rows: list[dict[str, Any]]) -> None:
+        encoded = [{**r, "details": _stored_details(r["details"])} for r in rows]
+        await self._retrying(lambda: db.insert_records(table, encoded))
+        self.written += len(rows)
 
     async def _insert(self, db: CoreManager, insert: Callable[..., Any],
                       rows: list[dict[str, Any]]) -> None:
-        """Insert rows as one batch; when that fails, row by row, counting the failures."""
-        if not rows:
-            return
-        rows = [{k: v for k, v in r.items() if k != "id"} for r in rows]
-        try:
-            await insert(rows)
-            self.written += len(rows)
-            return
-        except OrchestratorDBError:
-            pass
+        """Insert rows through the validating API, one by one, counting the failures."""
         for row in rows:
+            row = {k: v for k, v in row.items() if k != "id"}
             try:
-                await insert([row])
+                await self._retrying(functools.partial(insert, [row]))
                 self.written += 1
-            except OrchestratorDBError as exc:
+            except Exception as exc:  # noqa: BLE001 - counted, reported once, the rest go on
                 self.failed += 1
-                if not self._warned_fail:
-                    self._warned_fail = True
-                    sys.stderr.write(f"orchestrator-db: OrchestratorDBHandler could not write a "
-                                     f"log record ({exc}); counting them in handler.failed\n")
+                self._report(f"could not write a log record ({exc!r})")
 
     @staticmethod
     def _system_row(e: _Entry, created_at: datetime) -> dict[str, Any]:
@@ -348,7 +467,7 @@ class OrchestratorDBHandler(logging.Handler):
         if e.agent_id is not None:  # an agent id that is not a UUID: keep it with the record
             details = {**(details or {}), "agent_id": e.agent_id}
         return {"id": uuid7(), "message": e.message, "log_level": e.level,
-                "source": _clean_text(e.source, MAX_SHORT_CHARS), "details": details,
+                "source": e.source, "details": details,
                 "created_at": created_at}
 
     @staticmethod

@@ -16,7 +16,11 @@ from typing import Any, Protocol, TypeVar
 
 from ..errors import DuplicateError, OrchestratorDBError
 from ..manager import CoreManager
-from ..models import utc_now
+from ..models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS, clean_text, utc_now
+
+# An exception's message and traceback in a log's details: enough to debug, well under the
+# 1 MB a JSON field may hold.
+MAX_DETAIL_CHARS = 100_000
 
 T = TypeVar("T")
 
@@ -34,11 +38,20 @@ class Runner(Protocol):
 
 def exception_details(exc: BaseException) -> dict[str, Any]:
     """Describe an exception for a log record's details: type, message and traceback."""
+    # Cleaned and cut like any text from outside: an exception may carry NUL, lone surrogates
+    # or megabytes, and the record of it must still be storable.
     return {
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "type": clean_text(f"{type(exc).__module__}.{type(exc).__qualname__}", MAX_SHORT_CHARS),
+        "message": clean_text(_text_of(exc), MAX_DETAIL_CHARS),
+        "traceback": clean_text("".join(traceback.format_exception(exc)), MAX_DETAIL_CHARS),
     }
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        return f"<str() failed: {type(inner).__name__}>"
 
 
 # track_agent -------------------------------------------------------------------------------------
@@ -130,17 +143,23 @@ class AgentRun:
             await db.update_agent_status(agent_id, "completed")
             return
         failed = isinstance(exc, Exception)
+        status = "failed" if failed else "cancelled"
         try:
             async with db.transaction():
                 await db.create_agent_log(
-                    agent_id, f"{type(exc).__name__}: {exc}",
+                    agent_id, clean_text(f"{type(exc).__name__}: {_text_of(exc)}",
+                                         MAX_MESSAGE_CHARS),
                     log_level="ERROR" if failed else "WARNING",
                     log_type="error" if failed else "cancelled",
                     details={"exception": exception_details(exc)},
                 )
-                await db.update_agent_status(agent_id, "failed" if failed else "cancelled")
+                await db.update_agent_status(agent_id, status)
         except Exception as record_exc:  # keep the caller's exception, say why it is unrecorded
             exc.add_note(f"orchestrator-db could not record this failure: {record_exc!r}")
+            try:  # the run must not stay `executing`: its status at least
+                await db.update_agent_status(agent_id, status)
+            except Exception as status_exc:  # noqa: BLE001 - noted on the caller's exception
+                exc.add_note(f"orchestrator-db could not mark the run {status}: {status_exc!r}")
 
     async def __aenter__(self) -> AgentRun:
         await self._start()
