@@ -25,9 +25,9 @@ from pathlib import Path
 import asyncpg
 
 from orchestrator_db import DatabaseManager, render_sqlite_schema
-from orchestrator_db.tables import COLUMNS
+from orchestrator_db.ids import uuid7
 from orchestrator_db.models import format_ts
-from orchestrator_db.store.base import uuid7
+from orchestrator_db.tables import COLUMNS
 from orchestrator_db.transfer import copy_database
 
 PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

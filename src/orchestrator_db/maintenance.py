@@ -20,16 +20,17 @@ from typing import Any, Protocol
 from .errors import ValidationError
 from .events import prune_changes
 from .manager import CoreManager
-from .models import utc_now
+from .models import CREATE_MODELS, utc_now
 from .store import Store
-from .tables import COLUMNS, JSON_FIELDS, TIME_FIELDS, UUID_FIELDS
-from .validation import check_choice, check_time, check_uuid
+from .tables import COLUMNS, JSON_FIELDS, NOT_NULL, TIME_FIELDS, UUID_FIELDS
+from .validation import check_choice, check_time, check_uuid, validate
 
 # "changes" is the change feed's log (events.py); it goes last, because pruning the others adds
 # a change row for every deleted record.
 PRUNABLE_TABLES = ("agent_logs", "system_logs", "prompts", "changes")
 DEFAULT_BATCH_SIZE = 5000
 RETENTION_ENV = "ORCHESTRATOR_RETENTION_DAYS"
+MAX_RETENTION_DAYS = 36_500  # a hundred years; more is a typo, and overflows dates
 EXPORT_FORMATS = ("jsonl", "csv")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -46,12 +47,20 @@ class TextOut(Protocol):
 def cutoff_from(older_than: Any, now: datetime | None = None) -> datetime:
     """Turn ``older_than`` (timedelta, datetime, ISO string, or "30d"/"12h"/"15m") into a time."""
     now = now or utc_now()
+    if isinstance(older_than, str) and (match := _DURATION.match(older_than)):
+        try:
+            older_than = timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+        except OverflowError:
+            raise ValidationError(f"older_than {older_than!r} reaches back before year 1",
+                                  field="older_than") from None
     if isinstance(older_than, timedelta):
         if older_than < timedelta(0):
             raise ValidationError("older_than must not be negative", field="older_than")
-        return now - older_than
-    if isinstance(older_than, str) and (match := _DURATION.match(older_than)):
-        return now - timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+        try:
+            return now - older_than
+        except OverflowError:
+            raise ValidationError(f"older_than ({older_than.days:,} days) reaches back before "
+                                  "year 1", field="older_than") from None
     if isinstance(older_than, datetime | str):
         try:
             parsed = check_time(older_than, "older_than")
@@ -186,20 +195,32 @@ async def apply_retention_policy(db: CoreManager, *, days: Any = None) -> dict[s
 
     Meant to be called periodically (e.g. hourly) by a long-running service.
     """
+    value = retention_days(days)
+    if value is None:
+        return {}
+    return await prune(db, timedelta(days=value))
+
+
+def retention_days(days: Any = None) -> float | None:
+    """Return the retention period in days (``days``, else ``ORCHESTRATOR_RETENTION_DAYS``).
+
+    None when unset or 0. A service checks this at startup, so a bad setting stops it with one
+    clear line instead of silently killing its retention task later.
+    """
     raw = days if days is not None else os.environ.get(RETENTION_ENV, "").strip()
     if raw in ("", None):
-        return {}
+        return None
     try:
         value = float(raw)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{RETENTION_ENV} must be a number of days, got {raw!r}",
                               field=RETENTION_ENV) from exc
-    if value < 0:
-        raise ValidationError(f"{RETENTION_ENV} must not be negative, got {raw!r}",
-                              field=RETENTION_ENV)
-    if value == 0:
-        return {}
-    return await prune(db, timedelta(days=value))
+    if not 0 <= value <= MAX_RETENTION_DAYS:  # also refuses nan and inf
+        raise ValidationError(
+            f"{RETENTION_ENV} must be a number of days from 0 to {MAX_RETENTION_DAYS:,}, "
+            f"got {raw!r}", field=RETENTION_ENV,
+        )
+    return value or None
 
 
 # export / import ---------------------------------------------------------------------------------
@@ -243,11 +264,17 @@ async def export(db: CoreManager, table: str, out: TextOut, *, format: str = "js
     return count
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP: CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(column: str, value: Any) -> Any:
     if value is None:
         return ""
     if column in JSON_FIELDS:
-        return json.dumps(value, ensure_ascii=False)
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value  # shown as text; the JSON Lines export keeps the value as it is
     return value
 
 
@@ -300,10 +327,22 @@ def _import_value(table: str, columns: tuple[str, ...], row: Mapping[str, Any], 
     if missing:
         raise ValidationError(f"row {index}: missing column(s) {missing} for {table}",
                               field=missing[0])
-    value = dict(row)
+    # The same checks as every other write path: the table's payload model for its fields
+    # (text without NUL or lone surrogates, whole token counts, finite costs, JSON), then ids
+    # and timestamps.
+    model = CREATE_MODELS[table]
+    try:
+        data = validate(model, {k: v for k, v in row.items() if k in model.model_fields})
+    except ValidationError as exc:
+        raise ValidationError(f"row {index}: {exc.message}", field=exc.field) from exc
+    value = {**row, **{k: getattr(data, k) for k in data.model_fields_set
+                       if k not in UUID_FIELDS and k not in TIME_FIELDS}}
     for column in columns:
         if column in UUID_FIELDS and value[column] is not None:
             value[column] = check_uuid(value[column], column)
         elif column in TIME_FIELDS:
             value[column] = check_time(value[column], column)
+    for column in NOT_NULL[table]:
+        if value[column] is None:
+            raise ValidationError(f"row {index}: {column} must not be null", field=column)
     return value

@@ -290,6 +290,16 @@ class SystemLogUpdate(_Payload):
     details: JSONValue = None
 
 
+# The payload model that validates each table's writable fields (import_rows uses them too).
+CREATE_MODELS: dict[str, type[_Payload]] = {
+    "orchestrator_agents": OrchestratorAgentCreate,
+    "agents": AgentCreate,
+    "prompts": PromptCreate,
+    "agent_logs": AgentLogCreate,
+    "system_logs": SystemLogCreate,
+}
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

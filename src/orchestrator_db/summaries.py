@@ -8,10 +8,10 @@ from typing import Any
 
 from .errors import ValidationError
 from .manager import CoreManager
-from .models import AGENT_STATUSES
+from .models import AGENT_STATUSES, MAX_NAME_CHARS
 from .pagination import check_limit
 from .store import Query, Store
-from .validation import check_choice, check_time
+from .validation import check_choice, check_text, check_time
 
 GROUPS = ("session", "agent", "orchestrator_agent", "model", "day")
 COST_DIGITS = 9  # sums of doubles may differ in the last bits between engines; cents don't
@@ -116,6 +116,7 @@ async def session_summary(db: CoreManager, session_id: str) -> dict[str, Any] | 
     if not isinstance(session_id, str) or not session_id:
         raise ValidationError(f"session_id must be a non-empty string, got {session_id!r}",
                               field="session_id")
+    check_text(session_id, "session_id", max_chars=MAX_NAME_CHARS)
     found = await sessions(db.store, [session_id])
     return found[0] if found else None
 

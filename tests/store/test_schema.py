@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from orchestrator_db import DatabaseManager, SchemaError, render_sqlite_schema
 from orchestrator_db.config import Dialect
 from orchestrator_db.store.base import load_migrations
+from orchestrator_db.tables import CHANGE_FIELDS
 
 TABLES = {"orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs"}
 
@@ -79,6 +81,83 @@ async def test_connect_applies_migrations_once(db_url: str) -> None:
             rows = await db.store.fetch("SELECT version FROM schema_migrations")
     assert sorted(r["version"] for r in rows) == [m.version for m in load_migrations(
         db.dialect)]
+
+
+CHANGE_OPS = ("insert", "update", "delete")
+
+
+async def test_change_triggers_exist_for_every_table_and_op(db: DatabaseManager) -> None:
+    assert set(CHANGE_FIELDS) == TABLES
+    expected = {(f"changes_{t}_{op}", t, op) for t in TABLES for op in CHANGE_OPS}
+    if db.dialect is Dialect.SQLITE:
+        rows = await db.store.fetch(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        found = set()
+        for r in rows:
+            event = re.search(r"\bAFTER (INSERT|UPDATE|DELETE) ON\b", r["sql"])
+            assert event is not None, r["sql"]
+            found.add((r["name"], r["tbl_name"], event[1].lower()))
+    else:
+        rows = await db.store.fetch(
+            "SELECT t.tgname, c.relname, t.tgtype, t.tgoldtable, t.tgnewtable, "
+            "t.tgfoid::regproc::text AS function FROM pg_trigger AS t "
+            "JOIN pg_class AS c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal")
+        # tgtype bits: 1 = row-level (we want statement-level), 4 insert, 8 delete, 16 update.
+        op_bits = {4: "insert", 8: "delete", 16: "update"}
+        found = set()
+        for r in rows:
+            assert r["tgtype"] & 1 == 0, f"{r['tgname']} is a row-level trigger"
+            assert r["function"].endswith(f"orchestrator_db_changes_{r['relname']}")
+            (op,) = [name for bit, name in op_bits.items() if r["tgtype"] & bit]
+            transition = (r["tgoldtable"], r["tgnewtable"])
+            assert transition == (("old_rows", None) if op == "delete" else (None, "new_rows"))
+            found.add((r["tgname"], r["relname"], op))
+    assert found == expected
+
+
+async def test_an_insert_into_each_table_records_its_change_fields(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("planner")
+    agent = await db.create_agent(oa, session_id="s-1")
+    ids = {
+        "orchestrator_agents": oa,
+        "agents": agent,
+        "prompts": await db.create_prompt(agent, "hello"),
+        "agent_logs": await db.create_agent_log(agent, "started", log_level="WARNING"),
+        "system_logs": await db.create_system_log("booted", log_level="ERROR"),
+    }
+    rows = await db.store.fetch(
+        "SELECT table_name, op, row_id, session_id, agent_id, log_level FROM changes "
+        "ORDER BY position")
+    recorded = {r["table_name"]: (r["op"], str(r["row_id"]), r["session_id"],
+                                  None if r["agent_id"] is None else str(r["agent_id"]),
+                                  r["log_level"]) for r in rows}
+    assert recorded == {
+        "orchestrator_agents": ("insert", oa, None, None, None),
+        "agents": ("insert", agent, "s-1", agent, None),
+        "prompts": ("insert", ids["prompts"], None, agent, None),
+        "agent_logs": ("insert", ids["agent_logs"], None, agent, "WARNING"),
+        "system_logs": ("insert", ids["system_logs"], None, None, "ERROR"),
+    }
+    assert len(rows) == len(ids)
+    for table, fields in CHANGE_FIELDS.items():  # the expectations above follow tables.py
+        _, _, session_id, agent_id, log_level = recorded[table]
+        assert (session_id is None) == (fields.session_id is None)
+        assert (agent_id is None) == (fields.agent_id is None)
+        assert (log_level is None) == (fields.log_level is None)
+
+
+async def test_a_delete_records_the_old_row(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("planner")
+    agent = await db.create_agent(oa, session_id="s-2")
+    log = await db.create_agent_log(agent, "started", log_level="DEBUG")
+    assert await db.delete_agent_log(log)
+    rows = await db.store.fetch(
+        "SELECT op, row_id, session_id, agent_id, log_level FROM changes "
+        "WHERE table_name = 'agent_logs' ORDER BY position")
+    assert [(r["op"], str(r["row_id"]), str(r["agent_id"]), r["log_level"]) for r in rows] == [
+        ("insert", log, agent, "DEBUG"), ("delete", log, agent, "DEBUG")]
 
 
 QUERIES = {

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -22,11 +23,18 @@ from fastapi.staticfiles import StaticFiles
 
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
-from ..maintenance import apply_retention_policy
+from ..events import ChangeFeed
+from ..maintenance import apply_retention_policy, retention_days
 from ..version import __version__
 from . import errors, routes, ws
 from .schemas import Health
-from .security import LOOPBACK_NAMES, BodyLimit, LocalOnly, TokenAuth
+from .security import (
+    LOOPBACK_NAMES,
+    BodyLimit,
+    LocalOnly,
+    TokenAuth,
+    redact_tokens_in_access_log,
+)
 
 TOKEN_ENV = "ORCHESTRATOR_API_TOKEN"
 RETENTION_ENV = "ORCHESTRATOR_RETENTION_DAYS"
@@ -45,6 +53,9 @@ DASHBOARD_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+
+
+TOKEN_FORM = re.compile(r"[A-Za-z0-9._~+/=-]+")
 
 
 class ApiConfigError(OrchestratorDBError):
@@ -70,6 +81,14 @@ def resolve_token(host: str, token: str | None) -> str | None:
     token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
     if token is not None and not token.strip():
         raise ApiConfigError(f"the API token is empty; set {TOKEN_ENV} to a long random string")
+    if token is not None and not TOKEN_FORM.fullmatch(token):
+        # It travels in a header, a query string and a cookie: outside this alphabet (RFC 6750's
+        # b64token) it breaks the cookie or fails to compare, so refuse it here, without echoing it.
+        raise ApiConfigError(
+            f"the API token may only contain letters, digits and -._~+/= (got {len(token)} "
+            f"characters with others among them); generate one with `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`"
+        )
     if token is None and not is_loopback(host):
         raise ApiConfigError(
             f"refusing to serve on {host!r} without a token: anyone who can reach it could read "
@@ -120,14 +139,18 @@ def create_app(
             applications of the retention policy (the first runs at start-up).
 
     Raises:
-        ApiConfigError: a non-loopback ``host`` without a token.
+        ApiConfigError: a non-loopback ``host`` without a token, a token of the wrong form, or
+            an ``ORCHESTRATOR_RETENTION_DAYS`` that is not a number of days.
     """
     required_token = resolve_token(host, token)
+    try:  # a bad setting stops the service now, in one line, not its retention task later
+        retention_days()
+    except OrchestratorDBError as exc:
+        raise ApiConfigError(str(exc)) from exc
+    redact_tokens_in_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from ..events import ChangeFeed  # the change feed is only needed while serving
-
         db = manager if manager is not None else DatabaseManager(db_path, url=url)
         owns_db = manager is None or not manager.is_connected
         await db.connect()

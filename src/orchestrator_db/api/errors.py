@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import (
     ConstraintError,
@@ -111,8 +112,21 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     """Starlette's HTTP errors (unknown route, wrong method) in the same shape."""
     assert isinstance(exc, StarletteHTTPException)
     type_ = HTTP_TYPES.get(exc.status_code, "HTTPError")
-    return error_response(exc.status_code, type_, str(exc.detail), None,
-                          headers=dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route with this path only; a path served by
+        # several routes (GET and PATCH of one record) takes all of theirs.
+        headers["allow"] = ", ".join(_allowed_methods(request))
+    return error_response(exc.status_code, type_, str(exc.detail), None, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE and isinstance(getattr(route, "methods", None), set):
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

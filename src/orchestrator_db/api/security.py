@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
@@ -227,3 +229,29 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+# Access logs ------------------------------------------------------------------------------------
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#\s]*")
+
+
+class _RedactTokens(logging.Filter):
+    """Replace ``?token=...`` in uvicorn's access log lines with ``?token=***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(a, str) and "token=" in a for a in record.args
+        ):
+            record.args = tuple(_TOKEN_IN_QUERY.sub(r"\1***", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+_redactor = _RedactTokens()
+
+
+def redact_tokens_in_access_log() -> None:
+    """Keep the API token out of uvicorn's access log (idempotent)."""
+    logger = logging.getLogger("uvicorn.access")
+    if _redactor not in logger.filters:
+        logger.addFilter(_redactor)

@@ -37,6 +37,27 @@ class State:
     debug = False
 
 
+def fail(error: str | Exception) -> typer.Exit:
+    """Print one red ``error:`` line on stderr and return the exit (code 1) to raise.
+
+    Every command reports its errors through here: ``raise fail(...) from None``.
+
+    Args:
+        error: The message, or the exception whose text is the message.
+
+    Raises:
+        Exception: ``error`` itself, when it is an exception and ``--debug`` asks for tracebacks.
+    """
+    if isinstance(error, Exception) and State.debug:
+        raise error
+    # escape: messages quote user data (Rich would read "[...]" in it as markup); soft_wrap:
+    # one line however narrow the terminal, so scripts can grep it.
+    # A driver's message may span lines (PostgreSQL's DETAIL:, HINT:): one line all the same.
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
 def run_with_db(url: str | None, db: str | None,
                 work: Callable[[DatabaseManager], Awaitable[T]]) -> T:
     """Open the configured database, run ``work`` and turn our errors into one red line."""
@@ -48,12 +69,7 @@ def run_with_db(url: str | None, db: str | None,
     try:
         return asyncio.run(main())
     except OrchestratorDBError as exc:
-        if State.debug:
-            raise
-        # escape: messages quote user data; soft_wrap: one line, however narrow the terminal.
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
-                          soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None
 
 
 @app.callback()

@@ -20,8 +20,7 @@ from rich.table import Table
 from ..config import resolve_target
 from ..errors import OrchestratorDBError
 from ..transfer import DEFAULT_BATCH_SIZE, CopyResult, copy_database
-from . import DbOption, JsonOption, State, UrlOption, app, console, err_console
-from .project import fail
+from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail
 
 
 @app.command(
@@ -89,13 +88,9 @@ def copy_command(
             result = asyncio.run(copy_database(source, destination, batch_size=batch_size,
                                                merge=merge, progress=report))
     except OrchestratorDBError as exc:
-        if State.debug:
-            raise
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     except OSError as exc:
-        if State.debug:
-            raise
-        raise fail(f"copy failed: {exc}") from None
+        raise fail(OrchestratorDBError(f"copy failed: {exc}")) from exc
     except KeyboardInterrupt:
         raise fail("interrupted; run the same copy again to continue where it stopped") from None
     _print_result(result, as_json)

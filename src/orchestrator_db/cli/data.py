@@ -20,8 +20,7 @@ from rich.text import Text
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from ..models import LOG_LEVELS, format_ts, parse_ts
-from . import DbOption, JsonOption, UrlOption, app, console, err_console, run_with_db
-from .project import fail
+from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail, run_with_db
 
 FOLLOW_INTERVAL_S = 0.5
 # Rows can commit a little after their created_at (a batching log handler, a slow transaction):

@@ -16,24 +16,17 @@ from typing import Annotated
 
 import jinja2
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .. import __version__
 from ..manager.schema import packaged_schema_version, render_sqlite_schema
-from . import app, console, err_console
+from ..version import __version__
+from . import app, console, fail
 
 DEFAULT_DB_PATH = "data/orchestrator.db"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@localhost:5432/orchestrator"
 # Characters that would need quoting in the generated Python and shell files.
 UNSAFE_PATH_CHARS = set("\"'`$\\\n\r\t")
-
-
-def fail(message: str) -> typer.Exit:
-    """Print one red error line on stderr and return the exit to raise (code 1)."""
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 class Action(enum.Enum):

@@ -11,20 +11,13 @@ import typer
 
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
-from . import DbOption, State, UrlOption, app, console, err_console
+from . import DbOption, UrlOption, app, console, fail
 
 HostOption = Annotated[str, typer.Option("--host", envvar="ORCHESTRATOR_HOST",
                                          help="Address to listen on. Anything but "
                                          "loopback needs ORCHESTRATOR_API_TOKEN.")]
 PortOption = Annotated[int, typer.Option("--port", envvar="ORCHESTRATOR_PORT",
                                          help="Port to listen on.")]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    if State.debug:
-        raise exc
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-    return typer.Exit(1)
 
 
 def _display_host(host: str) -> str:
@@ -41,7 +34,7 @@ def _serve(url: str | None, db: str | None, host: str, port: int, *, log_level: 
     try:
         application = create_app(url, db, host=host)
     except OrchestratorDBError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     uvicorn.run(application, host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=5, ws_max_size=1 << 20)
 
@@ -80,7 +73,7 @@ def demo(
     try:
         target = DatabaseManager(db, url=url).target
     except OrchestratorDBError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     # The database URL goes to the writer through its environment, not its command line, where
     # a PostgreSQL password would show up in `ps`.
     env = {**os.environ, "DATABASE_URL": target.url}

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from ..config import Target, resolve_target
 from ..errors import NotConnectedError, ValidationError
@@ -14,9 +14,6 @@ from ..models import utc_now
 from ..store import Store, new_store
 from ..tables import COLUMNS, JSON_FIELDS, NOT_NULL, TIME_FIELDS
 from ..validation import M, check_uuid, validate
-
-if TYPE_CHECKING:  # the engine is reported, never branched on, above store/
-    from ..config import Dialect
 
 
 class ManagerBase:
@@ -50,17 +47,14 @@ class ManagerBase:
         pool_max_size: int = 10,
     ) -> None:
         self.target: Target = resolve_target(db_path, url=url)
+        #: The engine this manager talks to (reported; only store/ branches on it).
+        self.dialect = self.target.dialect
         self.schema_path = Path(schema_path) if schema_path is not None else None
         self._options = {"busy_timeout_ms": busy_timeout_ms, "pool_min_size": pool_min_size,
                          "pool_max_size": pool_max_size}
         self._store: Store | None = None
 
     # lifecycle -------------------------------------------------------------------------------
-    @property
-    def dialect(self) -> Dialect:
-        """The engine this manager talks to."""
-        return self.target.dialect
-
     @property
     def db_path(self) -> str | None:
         """The SQLite file path (None on PostgreSQL)."""

@@ -1,14 +1,26 @@
-"""Schema migrations: the packaged SQL files of each engine, read in order."""
+"""Schema migrations: the packaged SQL files of each engine, read in order.
+
+Migration 0002 (the change feed) is a file plus generated SQL: its triggers are rendered from
+``tables.CHANGE_FIELDS``, one template per engine applied to each table, instead of fifteen
+pasted copies that could drift apart.
+"""
 
 from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import assert_never
 
 from ..config import Dialect
 from ..errors import SchemaError, SchemaNotFoundError
+from ..tables import CHANGE_FIELDS, CHANGES_TABLE, ChangeFields
+
+# The channel the PostgreSQL triggers NOTIFY (payload: the newest position).
+NOTIFY_CHANNEL = "orchestrator_db_changes"
+CHANGE_OPS: tuple[str, ...] = ("insert", "update", "delete")
 
 
 @dataclass
@@ -21,7 +33,7 @@ class Migration:
 
 
 def load_migrations(dialect: Dialect) -> list[Migration]:
-    """Return the packaged migrations of one engine, in order."""
+    """Return the packaged migrations of one engine, in order (with their generated SQL)."""
     folder = resources.files("orchestrator_db") / "schema" / dialect.value.replace("postgresql", "postgres")
     try:
         entries = sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
@@ -30,10 +42,115 @@ def load_migrations(dialect: Dialect) -> list[Migration]:
     migrations = []
     for entry in entries:
         number, _, rest = entry.name.partition("_")
-        migrations.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
+        name = rest.removesuffix(".sql")
+        sql = entry.read_text()
+        if name in _GENERATED:
+            sql = sql.rstrip() + "\n\n" + _GENERATED[name](dialect)
+        migrations.append(Migration(int(number), name, sql))
     if not migrations:
         raise SchemaNotFoundError(f"no migrations found in {folder}")
     return migrations
+
+
+def change_trigger_sql(dialect: Dialect) -> str:
+    """Return the change-feed triggers of every record table, as one SQL script."""
+    if dialect is Dialect.SQLITE:
+        render, separator = _sqlite_change_triggers, ""
+    elif dialect is Dialect.POSTGRES:
+        render, separator = _postgres_change_triggers, "\n"
+    else:  # pragma: no cover
+        assert_never(dialect)
+    return separator.join(render(_ident(table), fields) for table, fields in CHANGE_FIELDS.items())
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _ident(name: str) -> str:
+    # The names come from tables.py, never from input; checking costs nothing and keeps a typo
+    # there from turning into broken (or quoted-out) SQL.
+    if not _IDENTIFIER.fullmatch(name):
+        raise SchemaError(f"not a plain SQL identifier: {name!r}")
+    return name
+
+
+def _recorded(row: str, fields: ChangeFields) -> list[str]:
+    """Return the expressions of session_id, agent_id and log_level read from ``row``."""
+    return [f"{row}.{_ident(column)}" if column else "NULL"
+            for column in (fields.session_id, fields.agent_id, fields.log_level)]
+
+
+# SQLite: one row-level trigger per table and operation. strftime gives the same text shape as
+# models.format_ts (microseconds, +00:00), so created_at sorts and parses like every other time.
+_SQLITE_TRIGGER = """\
+CREATE TRIGGER IF NOT EXISTS changes_{table}_{op} AFTER {OP} ON {table} BEGIN
+    INSERT INTO {changes} (table_name, op, row_id, session_id, agent_id, log_level, created_at)
+    VALUES ('{table}', '{op}', {row}.id, {session_id}, {agent_id}, {log_level},
+            strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'));
+END;
+"""
+
+
+def _sqlite_change_triggers(table: str, fields: ChangeFields) -> str:
+    parts = []
+    for op in CHANGE_OPS:
+        row = "OLD" if op == "delete" else "NEW"
+        session_id, agent_id, log_level = _recorded(row, fields)
+        parts.append(_SQLITE_TRIGGER.format(
+            table=table, op=op, OP=op.upper(), changes=CHANGES_TABLE, row=row,
+            session_id=session_id, agent_id=agent_id, log_level=log_level))
+    return "".join(parts)
+
+
+# PostgreSQL: one function per table (rendered here rather than one generic function with
+# dynamic SQL, which would re-plan its INSERT on every statement) and three statement-level
+# triggers with transition tables, so a 20k-row COPY costs one INSERT ... SELECT and one NOTIFY.
+_POSTGRES_INSERT = """\
+        WITH added AS (
+        INSERT INTO {changes} (table_name, op, row_id, session_id, agent_id, log_level)
+        SELECT '{table}', '{op}', r.id, {session_id}, {agent_id}, {log_level}
+        FROM {rows} AS r
+        RETURNING position
+        ) SELECT max(position) INTO newest FROM added;
+"""
+_POSTGRES_FUNCTION = """\
+CREATE OR REPLACE FUNCTION orchestrator_db_changes_{table}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    newest bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+{delete}    ELSIF TG_OP = 'UPDATE' THEN
+{update}    ELSE
+{insert}    END IF;
+    IF newest IS NOT NULL THEN
+        PERFORM pg_notify('{channel}', newest::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+"""
+_POSTGRES_TRIGGER = """\
+CREATE OR REPLACE TRIGGER changes_{table}_{op} AFTER {OP} ON {table}
+    REFERENCING {AGE} TABLE AS {rows} FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_db_changes_{table}();
+"""
+
+
+def _postgres_change_triggers(table: str, fields: ChangeFields) -> str:
+    session_id, agent_id, log_level = _recorded("r", fields)
+    rows = {op: "old_rows" if op == "delete" else "new_rows" for op in CHANGE_OPS}
+    inserts = {op: _POSTGRES_INSERT.format(
+        changes=CHANGES_TABLE, table=table, op=op, session_id=session_id, agent_id=agent_id,
+        log_level=log_level, rows=rows[op]) for op in CHANGE_OPS}
+    parts = [_POSTGRES_FUNCTION.format(table=table, channel=NOTIFY_CHANNEL, **inserts)]
+    for op in CHANGE_OPS:
+        parts.append(_POSTGRES_TRIGGER.format(
+            table=table, op=op, OP=op.upper(), AGE="OLD" if op == "delete" else "NEW",
+            rows=rows[op]))
+    return "".join(parts)
+
+
+_GENERATED: dict[str, Callable[[Dialect], str]] = {"change_feed": change_trigger_sql}
 
 
 _DOLLAR_QUOTE = re.compile(r"\$[A-Za-z_]*\$")
