@@ -51,7 +51,16 @@ def parse_url(url: str) -> Target:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
         rest = url.split("://", 1)[1]
-        return Target(Dialect.POSTGRES, "postgresql://" + rest)
+        normalised = "postgresql://" + rest
+        try:
+            parts = urlsplit(normalised)
+            parts.port  # noqa: B018 - parsing the port is the check
+        except ValueError as exc:
+            raise ValidationError(
+                f"malformed PostgreSQL URL ({exc}); expected postgresql://user:password@host:5432"
+                "/database", field="url",
+            ) from None
+        return Target(Dialect.POSTGRES, normalised)
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         rest = url.split("://", 1)[1]
         # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them.

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import subprocess
 import sys
+import threading
 from typing import Annotated
 
 import typer
+import uvicorn
 
+from ..api import create_app
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from . import DbOption, UrlOption, app, console, fail
@@ -26,11 +31,22 @@ def _display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail with one line unless ``port`` is valid and free on ``host`` (before any banner)."""
+    if not 1 <= port <= 65535:
+        raise fail(f"--port must be from 1 to 65535, got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is not taken for busy.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+        raise fail(f"{host}:{port} {reason}; pick another with --port") from None
+
+
 def _serve(url: str | None, db: str | None, host: str, port: int, *, log_level: str) -> None:
-    import uvicorn
-
-    from ..api import create_app
-
     try:
         application = create_app(url, db, host=host)
     except OrchestratorDBError as exc:
@@ -51,6 +67,7 @@ def serve(
 
     Example: orchestrator-db serve --port 8000, then open http://127.0.0.1:8000/
     """
+    check_port(host, port)
     console.print(f"dashboard: http://{_display_host(host)}:{port}/   API docs: "
                   f"http://{_display_host(host)}:{port}/docs", highlight=False)
     _serve(url, db, host, port, log_level=log_level)
@@ -74,12 +91,15 @@ def demo(
         target = DatabaseManager(db, url=url).target
     except OrchestratorDBError as exc:
         raise fail(exc) from None
+    check_port(host, port)
     # The database URL goes to the writer through its environment, not its command line, where
     # a PostgreSQL password would show up in `ps`.
     env = {**os.environ, "DATABASE_URL": target.url}
     writer = subprocess.Popen(
         [sys.executable, "-m", "orchestrator_db.demo", "--duration", str(duration),
          "--delay", "2"], env=env)
+    # Reap the writer as soon as it ends, so a finished run leaves no defunct process behind.
+    threading.Thread(target=writer.wait, name="demo-writer-reaper", daemon=True).start()
     console.print(f"demo: writing a simulated run to {target.display()} "
                   f"(writer pid {writer.pid})", highlight=False)
     console.print(f"dashboard: [bold]http://{_display_host(host)}:{port}/[/bold]  "
