@@ -22,6 +22,7 @@ async def test_service_prunes_old_rows_when_retention_is_set(db_url: str,
         monkeypatch.setenv("ORCHESTRATOR_RETENTION_DAYS", "2")
         app = create_app(url=db_url, retention_interval=0.05)
         async with app.router.lifespan_context(app):
+            assert isinstance(app.state.retention, asyncio.Task)
             for _ in range(200):
                 if [r["message"] for r in await db.list_agent_logs(agent)] == ["new"]:
                     break
@@ -38,5 +39,6 @@ async def test_no_retention_without_the_setting(db_url: str, monkeypatch: pytest
         await db.create_agent_log(agent, "old", created_at=datetime.now(UTC) - timedelta(days=300))
         app = create_app(url=db_url, retention_interval=0.01)
         async with app.router.lifespan_context(app):
-            await asyncio.sleep(0.2)
+            # No retention task is started at all (not merely one that has not run yet).
+            assert app.state.retention is None
         assert [r["message"] for r in await db.list_agent_logs(agent)] == ["old"]

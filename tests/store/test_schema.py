@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
@@ -47,7 +48,9 @@ async def test_database_from_rendered_script_is_up_to_date(tmp_path: Path) -> No
     assert before == after, "connect() re-applied migrations to an up-to-date database"
 
 
-@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 command-line tool is not installed")
+# In CI (CI=true) the tool is installed by .ci/run: a missing one fails instead of skipping.
+@pytest.mark.skipif(shutil.which("sqlite3") is None and not os.environ.get("CI"),
+                    reason="the sqlite3 command-line tool is not installed")
 async def test_sqlite3_cli_can_create_the_database(tmp_path: Path) -> None:
     schema = tmp_path / "schema_orchestrator.sqlite"
     schema.write_text(render_sqlite_schema())
