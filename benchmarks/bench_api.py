@@ -38,9 +38,9 @@ import httpx
 
 from orchestrator_db import DatabaseManager
 from orchestrator_db.api import create_app
-from orchestrator_db.tables import COLUMNS
 from orchestrator_db.models import format_ts
 from orchestrator_db.store.base import uuid7
+from orchestrator_db.tables import COLUMNS
 
 ROWS = int(os.environ.get("BENCH_API_ROWS", "1000000"))
 AGENTS = 100

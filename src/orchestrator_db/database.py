@@ -27,14 +27,8 @@ class DatabaseManager(CoreManager):
             agent = await db.create_agent(oa, session_id="s-1")
             await db.create_agent_log(agent, "started", log_type="step_start")
 
-    Args:
-        db_path: SQLite file (or a URL). Overridden by ``url``.
-        url: ``sqlite:///path`` or ``postgresql://user@host/db``.
-        schema_path: create an empty database from this SQL file (as the seed project's
-            ``adws/schema/schema_orchestrator.sqlite``); a missing file raises
-            ``SchemaNotFoundError``.
-        busy_timeout_ms: how long a SQLite writer waits for another process's lock.
-        pool_min_size, pool_max_size: the PostgreSQL pool.
+    The constructor's arguments (``db_path``, ``url``, ``schema_path``, ``busy_timeout_ms``,
+    ``pool_min_size``, ``pool_max_size``) are described on ``manager.lifecycle.ManagerBase``.
     """
 
     # aggregates (summaries.py) ---------------------------------------------------------------

@@ -16,13 +16,15 @@ class JsonText(str):
 
 # One encoder, built once: json.dumps() with any option builds a new encoder on every call.
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-# A float Python writes with an exponent ("1e+16"), outside of any string literal.
-_EXPONENT_FLOAT = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+# Outside of any string literal: a float Python writes with an exponent ("1e+16"), or -0.0.
+_NUMBER_TO_REWRITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)|(-0\.0(?!\d))')
 
 
-def _fraction(match: re.Match[str]) -> str:
-    number = match.group(1)
-    return match.group(0) if number is None else format(float(number), ".1f")
+def _rewrite(match: re.Match[str]) -> str:
+    exponent, negative_zero = match.group(1, 2)
+    if exponent is not None:
+        return format(float(exponent), ".1f")
+    return "0.0" if negative_zero is not None else match.group(0)
 
 
 def dumps_json(value: Any) -> str:
@@ -30,11 +32,12 @@ def dumps_json(value: Any) -> str:
 
     PostgreSQL's jsonb keeps numbers as ``numeric`` and prints 1e+16 back as 10000000000000000,
     which would decode as an int; written with a fraction (10000000000000000.0) both engines
-    decode the same float.
+    decode the same float. ``numeric`` has no negative zero either: -0.0 is written as 0.0, as
+    a -0.0 cost is.
     """
     text = _encoder.encode(value)
-    if "e+" in text:  # rare: only then is the text scanned again
-        text = _EXPONENT_FLOAT.sub(_fraction, text)
+    if "e+" in text or "-0.0" in text:  # rare: only then is the text scanned again
+        text = _NUMBER_TO_REWRITE.sub(_rewrite, text)
     return text
 
 

@@ -39,6 +39,11 @@ MAX_SHORT_CHARS = 1_000
 MAX_MESSAGE_CHARS = 1_000_000
 MAX_CONTENT_CHARS = 10_000_000
 MAX_JSON_BYTES = 1_000_000
+# Deeper JSON is refused: the REST responses are serialised by pydantic-core, which gives up at
+# 255 levels (a list page wraps details in 3 more), and json's C codec at about 1,000 levels of
+# the caller's whole stack, so a deeper value could be stored by one call and unreadable by the
+# next. No real metadata comes near 100 levels.
+MAX_JSON_DEPTH = 100
 MAX_INT = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
 # Per-row caps chosen so that sums stay exact and finite on both engines: 9.2 million prompts
 # at the cap still sum within a BIGINT, and costs far below the double's range. No real prompt
@@ -114,14 +119,34 @@ def clean_text(text: str, limit: int) -> str:
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether encoded JSON nests arrays and objects more than MAX_JSON_DEPTH levels."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # the usual case: no scan
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            return True
+    return False
+
+
 def encode_json(value: Any) -> JsonText | None:
     """Check and encode a JSON field once; raises ValueError saying what is wrong."""
     if value is None or isinstance(value, JsonText):
         return value
     try:
         text = dumps_json(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"must be JSON-serialisable ({exc})") from None
+    if _too_deep(text):
+        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
     if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise ValueError("must not contain NUL characters")
     if not text.isascii() and (problem := text_problem(text)) is not None:
@@ -165,8 +190,18 @@ Capabilities = Annotated[list[Name] | None,
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
 Level = Annotated[LogLevel, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
 Count = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
+
+
+def _number(value: Any) -> Any:
+    # As for token counts (strict ints): True or "5" is a caller's mistake, not an amount.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"must be a number, got {type(value).__name__}")
+    return value
+
+
 # -0.0 passes ge=0 but PostgreSQL returns it as 0.0: store 0.0 on both engines.
-Cost = Annotated[float, Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False),
+Cost = Annotated[float, BeforeValidator(_number),
+                 Field(ge=0, le=MAX_COST_USD, allow_inf_nan=False),
                  AfterValidator(lambda v: v + 0.0)]
 
 

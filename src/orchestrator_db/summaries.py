@@ -44,7 +44,7 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         "SELECT session_id, status, count(*) AS n, min(created_at) AS first_at, "
         "max(updated_at) AS last_at FROM agents "
         f"WHERE session_id IN ({_in(q, session_ids)}) GROUP BY session_id, status",
-        q.params,
+        q.params, heavy=True,
     )
     q = store.query()
     prompt_rows = await store.fetch(
@@ -54,7 +54,7 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         "max(p.created_at) AS last_created, max(p.completed_at) AS last_completed "
         "FROM prompts p JOIN agents a ON a.id = p.agent_id "
         f"WHERE a.session_id IN ({_in(q, session_ids)}) GROUP BY a.session_id",
-        q.params,
+        q.params, heavy=True,
     )
     q = store.query()
     # Prompts removed by prune() still count, through their daily rollups.
@@ -63,14 +63,14 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         "CAST(sum(tokens_input) AS BIGINT) AS tokens_input, "
         "CAST(sum(tokens_output) AS BIGINT) AS tokens_output, sum(cost_usd) AS cost_usd "
         f"FROM cost_rollups WHERE session_id IN ({_in(q, session_ids)}) GROUP BY session_id",
-        q.params,
+        q.params, heavy=True,
     )
     q = store.query()
     log_rows = await store.fetch(
         "SELECT a.session_id, max(l.created_at) AS last_log "
         "FROM agent_logs l JOIN agents a ON a.id = l.agent_id "
         f"WHERE a.session_id IN ({_in(q, session_ids)}) GROUP BY a.session_id",
-        q.params,
+        q.params, heavy=True,
     )
     out: dict[str, dict[str, Any]] = {}
     for row in agent_rows:
@@ -117,7 +117,9 @@ async def session_summary(db: CoreManager, session_id: str) -> dict[str, Any] | 
         raise ValidationError(f"session_id must be a non-empty string, got {session_id!r}",
                               field="session_id")
     check_text(session_id, "session_id", max_chars=MAX_NAME_CHARS)
-    found = await sessions(db.store, [session_id])
+    store = db.store
+    async with store.snapshot():
+        found = await sessions(store, [session_id])
     return found[0] if found else None
 
 
@@ -129,13 +131,14 @@ async def list_sessions(db: CoreManager, *, limit: int, offset: int) -> list[dic
                               field="offset")
     store = db.store
     q = store.query()
-    rows = await store.fetch(
-        "SELECT session_id FROM agents GROUP BY session_id "
-        f"ORDER BY max(updated_at) DESC, {store.text_order('session_id')} "
-        f"LIMIT {q.p(limit)} OFFSET {q.p(offset)}",
-        q.params,
-    )
-    return await sessions(store, [r["session_id"] for r in rows])
+    async with store.snapshot():
+        rows = await store.fetch(
+            "SELECT session_id FROM agents GROUP BY session_id "
+            f"ORDER BY max(updated_at) DESC, {store.text_order('session_id')} "
+            f"LIMIT {q.p(limit)} OFFSET {q.p(offset)}",
+            q.params, heavy=True,
+        )
+        return await sessions(store, [r["session_id"] for r in rows])
 
 
 async def cost_summary(db: CoreManager, group_by: str, since: Any, until: Any
@@ -143,7 +146,11 @@ async def cost_summary(db: CoreManager, group_by: str, since: Any, until: Any
     """Prompts, tokens and cost per group; groups sorted by key, a missing key last."""
     group_by = check_choice(group_by, GROUPS, "group_by")
     start, end = check_time(since, "since"), check_time(until, "until")
-    return await _cost_summary(db.store, group_by, start, end)
+    store = db.store
+    # Prompts and rollups in one snapshot: a prune moving cost from one to the other between
+    # the two reads would otherwise count it twice (or not at all).
+    async with store.snapshot():
+        return await _cost_summary(store, group_by, start, end)
 
 
 async def _cost_summary(store: Store, group_by: str, since: datetime | None,

@@ -19,6 +19,15 @@ from .models import LOG_LEVELS, MAX_CONTENT_CHARS, UNPAIRED_SURROGATE, parse_ts,
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """Return ``repr(value)`` cut to ``limit`` characters, for a message; never raises."""
+    try:
+        text = repr(value)
+    except Exception:  # a 5,000-digit int, JSON nested past the recursion limit, a broken __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel]
                       ) -> ValidationError:
     err = exc.errors()[0]
@@ -32,10 +41,7 @@ def validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseMod
     elif err["type"] == "string_unicode":  # what pydantic says of a lone surrogate
         message = f"{field}: {UNPAIRED_SURROGATE}"
     else:
-        shown = repr(err.get("input"))
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        message = f"{field}: {err['msg'].removeprefix('Value error, ')} (got {shown})"
+        message = f"{field}: {err['msg'].removeprefix('Value error, ')} (got {shown(err.get('input'))})"
     return ValidationError(message, field=top)
 
 
@@ -56,8 +62,7 @@ def check_uuid(value: Any, field: str) -> str:
             return str(uuid.UUID(value))
         except ValueError:
             pass
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    raise ValidationError(f"{field} must be a UUID string, got {shown}", field=field)
+    raise ValidationError(f"{field} must be a UUID string, got {shown(value, 60)}", field=field)
 
 
 def check_text(value: Any, field: str, *, max_chars: int = MAX_CONTENT_CHARS) -> str:
@@ -67,7 +72,11 @@ def check_text(value: Any, field: str, *, max_chars: int = MAX_CONTENT_CHARS) ->
     engines: no stored text holds them (PostgreSQL cannot, and every write path refuses them).
     """
     if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+        try:
+            value = str(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits()
+            raise ValidationError(f"{field} is a whole number too long to be text",
+                                  field=field) from None
     if not isinstance(value, str):
         raise ValidationError(f"{field} must be a string, got {type(value).__name__}",
                               field=field)
@@ -84,7 +93,7 @@ def check_choice(value: Any, allowed: Iterable[str], field: str) -> str:
     allowed = tuple(allowed)
     if value not in allowed:
         raise ValidationError(
-            f"{field} must be one of {', '.join(allowed)}; got {value!r}", field=field
+            f"{field} must be one of {', '.join(allowed)}; got {shown(value)}", field=field
         )
     return str(value)
 
@@ -97,9 +106,8 @@ def check_time(value: Any, field: str) -> datetime | None:
         return parse_ts(value)
     except (ValueError, TypeError) as exc:
         reason = str(exc) if "outside years" in str(exc) else "is not a datetime or an ISO 8601 string"
-        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
         raise ValidationError(
-            f"{field} must be a datetime or an ISO 8601 string, got {shown} ({reason})",
+            f"{field} must be a datetime or an ISO 8601 string, got {shown(value)} ({reason})",
             field=field,
         ) from exc
 

@@ -144,8 +144,9 @@ async def test_commit_in_another_process_arrives(db_url: str) -> None:
     assert log_event.session_id == "s-other" and log_event.log_level == "ERROR"
     assert log_event.row is not None and log_event.row["message"] == "from another process"
     latency_ms = (arrivals[2][1] - float(written["committed"])) * 1000  # type: ignore[arg-type]
-    # Recorded, not asserted: the machine is shared with other test runs.
-    print(f"\n{db.dialect.value}: commit in another process -> event: {latency_ms:.1f} ms")
+    # Live, not found by some later sweep: a generous bound that a shared machine still meets
+    # (the median target, < 250 ms, is measured by benchmarks/bench_events.py).
+    assert latency_ms < 5000, f"{db.dialect.value}: event arrived {latency_ms:.0f} ms late"
 
 
 async def test_resume_after_restart_replays_exactly_what_was_missed(db_url: str) -> None:

@@ -46,7 +46,7 @@ async def test_concurrent_writes_share_commits_on_sqlite(sqlite_url: str) -> Non
         oa = await db.create_orchestrator_agent("o")
         agent = await db.create_agent(oa, "s")
         commits: list[str] = []
-        conn = db.store._conn  # type: ignore[attr-defined]
+        conn = db.store.connection.get()  # type: ignore[attr-defined]
         conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
         try:
             await asyncio.gather(*[db.create_agent_log(agent, f"m{i}") for i in range(50)])

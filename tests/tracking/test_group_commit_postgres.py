@@ -232,7 +232,7 @@ async def test_cancelling_the_first_writer_still_commits_the_others(db: Database
     agent = await new_agent(db)
     tasks = [asyncio.create_task(db.create_agent_log(agent, f"m{i}")) for i in range(10)]
     await asyncio.sleep(0)  # each task ran up to its await: task 0 opened the group, 1-9 joined
-    assert len(store_of(db)._group) == 10
+    assert len(store_of(db)._groups.queue) == 10
     tasks[0].cancel()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[0], asyncio.CancelledError)
@@ -247,8 +247,8 @@ async def test_a_writer_cancelled_while_its_group_commits_leaves_the_others_alon
     store = store_of(db)
     tasks = [asyncio.create_task(db.create_agent_log(agent, f"m{i}")) for i in range(10)]
     await asyncio.sleep(0)  # each task ran up to its await: all ten are queued
-    assert len(store._group) == 10
-    while store._group:  # until the group has been taken and its commit started
+    assert len(store._groups.queue) == 10
+    while store._groups.queue:  # until the group has been taken and its commit started
         await asyncio.sleep(0)
     await asyncio.sleep(0)
     tasks[0].cancel()
@@ -269,7 +269,7 @@ async def test_close_commits_the_writes_still_waiting_for_their_group(pg_url: st
     store = store_of(db)
     tasks = [asyncio.create_task(db.create_agent_log(agent, f"m{i}")) for i in range(10)]
     await asyncio.sleep(0)
-    assert len(store._group) == 10  # queued: their group has not started yet
+    assert len(store._groups.queue) == 10  # queued: their group has not started yet
     await db.close()
     assert store._pool is None
     ids = await asyncio.gather(*tasks)
@@ -287,13 +287,13 @@ async def test_close_with_only_cancelled_writes_queued(pg_url: str) -> None:
     try:
         agent = await new_agent(db)
         store = store_of(db)
-        while store._group_tasks:  # let the lone writes of new_agent release their connections
-            await asyncio.wait(set(store._group_tasks))
+        while store._groups.tasks:  # let the lone writes of new_agent release their connections
+            await asyncio.wait(set(store._groups.tasks))
         tasks = [asyncio.create_task(db.create_agent_log(agent, f"m{i}")) for i in range(3)]
         await asyncio.sleep(0)
         for task in tasks:
             task.cancel()  # cancels the future each one waits on, at once
-        assert len(store._group) == 3 and not store._group_tasks
+        assert len(store._groups.queue) == 3 and not store._groups.tasks
     finally:
         await db.close()
     assert all(task.cancelled() for task in tasks)

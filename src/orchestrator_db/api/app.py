@@ -37,7 +37,6 @@ from .security import (
 )
 
 TOKEN_ENV = "ORCHESTRATOR_API_TOKEN"
-RETENTION_ENV = "ORCHESTRATOR_RETENTION_DAYS"
 logger = logging.getLogger("orchestrator_db.api")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -160,8 +159,9 @@ def create_app(
             await feed.start()
             app.state.db = db
             app.state.feed = feed
-            if os.environ.get(RETENTION_ENV, "").strip():
+            if retention_days() is not None:
                 retention = asyncio.create_task(_retention_loop(db, retention_interval))
+            app.state.retention = retention
             yield
         finally:
             try:
@@ -189,12 +189,17 @@ def create_app(
     app.include_router(routes.router)
     app.include_router(ws.router)
 
-    @app.get("/healthz", response_model=Health, tags=["service"])
-    async def healthz(request: Request) -> dict[str, Any]:
-        """The service is up and its database answers."""
+    @app.get("/healthz", response_model=Health, tags=["service"],
+             responses={503: {"model": Health, "description": "Live events are failing."}})
+    async def healthz(request: Request, response: Response) -> dict[str, Any]:
+        """The service is up and its database answers; 503 while live events are failing."""
         db: DatabaseManager = request.app.state.db
-        return {"status": "ok", "engine": db.dialect.value,
-                "schema_version": await db.schema_version()}
+        feed: ChangeFeed = request.app.state.feed
+        status = feed.status()
+        if not status["healthy"]:
+            response.status_code = 503
+        return {"status": "ok" if status["healthy"] else "degraded", "engine": db.dialect.value,
+                "schema_version": await db.schema_version(), "feed": status}
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> Response:

@@ -125,12 +125,25 @@ class Stats(BaseModel):
     counts: dict[str, int]
 
 
+class FeedHealth(BaseModel):
+    """The change feed behind live events."""
+
+    running: bool
+    healthy: bool
+    position: int
+    failures: int = Field(description="Consecutive failed reads of the change log.")
+    last_error: str | None
+    skipped_gaps: int = Field(description="Gaps stepped over after waiting for their writers.")
+
+
 class Health(BaseModel):
-    """The service is up and its database answers."""
+    """The service is up and its database answers ("ok"), or its live events are failing
+    ("degraded", answered with 503)."""
 
     status: str
     engine: str
     schema_version: int
+    feed: FeedHealth
 
 
 class Position(BaseModel):

@@ -33,8 +33,10 @@ def _display_host(host: str) -> str:
 
 def check_port(host: str, port: int) -> None:
     """Fail with one line unless ``port`` is valid and free on ``host`` (before any banner)."""
-    if not 1 <= port <= 65535:
-        raise fail(f"--port must be from 1 to 65535, got {port}")
+    if not 0 <= port <= 65535:
+        raise fail(f"--port must be from 1 to 65535 (or 0 for any free port), got {port}")
+    if port == 0:
+        return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:

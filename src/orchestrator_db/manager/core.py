@@ -14,23 +14,10 @@ from .records import RecordOperations
 
 
 class CoreManager(RecordOperations, LogOperations):
-    """Async access to the orchestrator database, on SQLite or PostgreSQL.
+    """The five records' operations, aggregates aside: what every feature builds on.
 
-    Example::
-
-        async with DatabaseManager() as db:  # data/orchestrator.db unless configured
-            oa = await db.create_orchestrator_agent("planner", "Plans the work")
-            agent = await db.create_agent(oa, session_id="s-1")
-            await db.create_agent_log(agent, "started", log_type="step_start")
-
-    Args:
-        db_path: SQLite file (or a URL). Overridden by ``url``.
-        url: ``sqlite:///path`` or ``postgresql://user@host/db``.
-        schema_path: create an empty database from this SQL file (as the seed project's
-            ``adws/schema/schema_orchestrator.sqlite``); a missing file raises
-            ``SchemaNotFoundError``.
-        busy_timeout_ms: how long a SQLite writer waits for another process's lock.
-        pool_min_size, pool_max_size: the PostgreSQL pool.
+    ``orchestrator_db.DatabaseManager`` is this class with the features' methods added; its
+    docstring shows use and the constructor's arguments (``ManagerBase.__init__``).
     """
 
     # counts ------------------------------------------------------------------------------------

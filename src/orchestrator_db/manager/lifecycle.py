@@ -17,14 +17,7 @@ from ..validation import M, check_uuid, validate
 
 
 class ManagerBase:
-    """Async access to the orchestrator database, on SQLite or PostgreSQL.
-
-    Example::
-
-        async with DatabaseManager() as db:  # data/orchestrator.db unless configured
-            oa = await db.create_orchestrator_agent("planner", "Plans the work")
-            agent = await db.create_agent(oa, session_id="s-1")
-            await db.create_agent_log(agent, "started", log_type="step_start")
+    """Opening and closing the database, transactions, and the row primitives.
 
     Args:
         db_path: SQLite file (or a URL). Overridden by ``url``.
@@ -101,7 +94,9 @@ class ManagerBase:
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """Group calls atomically: committed on success, rolled back on exception.
 
-        Nested use creates a savepoint. Calls made by the same task inside the block join it.
+        Nested use creates a savepoint. Calls made inside the block join it, also from tasks
+        started there (``asyncio.gather`` of writes: they run one after another on the
+        transaction's connection); once the block has ended, such tasks write on their own.
         """
         return self.store.transaction()
 

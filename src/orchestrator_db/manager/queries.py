@@ -14,6 +14,9 @@ from ..validation import check_level, check_time
 from .lifecycle import ManagerBase
 
 ITER_PAGE = 1000
+# Pages longer than this are read on the store's thread: a 1000-row page decoded on the event
+# loop would hold up every other request for milliseconds.
+HEAVY_PAGE = 100
 
 
 class QueryBuilder(ManagerBase):
@@ -53,7 +56,8 @@ class QueryBuilder(ManagerBase):
                 raise ValidationError(f"offset must be a whole number ≥ 0, got {offset!r}",
                                       field="offset")
             sql += f" OFFSET {q.p(offset)}"
-        rows = await store.fetch(sql, q.params)
+        # A long page is read off the event loop (on SQLite: the store's thread).
+        rows = await store.fetch(sql, q.params, heavy=limit > HEAVY_PAGE)
         if len(rows) > limit:
             rows = rows[:limit]
             return Page(rows, encode_cursor(rows[-1], order))

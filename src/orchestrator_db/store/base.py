@@ -12,8 +12,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextvars
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -33,12 +33,26 @@ JSON_COLUMNS = JSON_FIELDS
 
 @dataclass(eq=False)
 class TxState:
-    """An open transaction of one store, owned by the task that opened it.
+    """One level of an open transaction of one store: the block itself, or a savepoint in it.
 
-    Tasks started inside the block see it through the context variable, but use it only while
-    it is ``active``: once the block ends they take the normal path again. While it is active,
-    calls from several tasks (``asyncio.gather`` inside the block) take ``lock`` and so run one
-    after another on its one connection.
+    A level belongs to the code that opened it (``owner``, the task that entered the block). The
+    tasks started inside the block inherit ``current_tx`` and use the level only while it is
+    ``active``: once the block ends (commit or rollback), their statements take the normal path
+    (a unit of work or group commit of their own), never the ended transaction. A task started
+    inside a savepoint that has ended falls back to the enclosing level (``outer``) while that
+    one is still active.
+
+    While a level is active, statements from several tasks (``asyncio.gather`` inside the block)
+    each hold its ``lock`` for one statement, so they run one after another on its one connection
+    and commit or roll back with it. Ending the level takes the lock too: it waits for the
+    statement in flight; statements queued behind it then find the level ended.
+
+    A nested ``transaction()``, from the owner or from any task started inside the block, opens a
+    savepoint: a new level, holding the enclosing level's ``lock`` for its whole block, so no
+    other task's statement lands in a savepoint that may be rolled back. Statements inside it,
+    from the task that opened it and the tasks that task starts, use the savepoint's own level
+    and lock. So code inside a savepoint must not wait for another task's statement at the
+    enclosing level (it would wait forever): wait for such tasks before or after the savepoint.
     """
 
     store: Store
@@ -47,13 +61,81 @@ class TxState:
     active: bool = True
     depth: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    savepoints: list[str] = field(default_factory=list)
+    outer: TxState | None = None  # current_tx of the code that opened this level
+
+    @classmethod
+    def opened(cls, store: Store, conn: Any, depth: int = 0) -> TxState:
+        """Return a new level opened by the current task, inside its current transaction."""
+        return cls(store, conn, owner=asyncio.current_task(), depth=depth, outer=current_tx.get())
 
 
-# The transaction the current task is in, if any (see TxState for who may use it).
+# The innermost transaction level the current task is in, if any (see TxState for who may use it).
 current_tx: contextvars.ContextVar[TxState | None] = contextvars.ContextVar(
     "orchestrator_db_tx", default=None
 )
+
+
+def active_tx(store: Store) -> TxState | None:
+    """Return the innermost active level of a ``store`` transaction the current task is in."""
+    tx = current_tx.get()
+    while tx is not None and not (tx.store is store and tx.active):
+        tx = tx.outer
+    return tx
+
+
+async def hold_tx(store: Store) -> TxState | None:
+    """Return the level the current task's next statement on ``store`` belongs to, or None.
+
+    The level's ``lock`` is held on return: release it once the statement has run.
+    """
+    while (tx := active_tx(store)) is not None:
+        await tx.lock.acquire()
+        if tx.active:
+            return tx
+        tx.lock.release()  # it ended while this task waited: look again
+    return None
+
+
+@asynccontextmanager
+async def tx_level(level: TxState, *, commit: Callable[[], Awaitable[object]],
+                   rollback: Callable[[], Awaitable[object]]) -> AsyncIterator[None]:
+    """Run the block in ``level``; end it with ``commit``, or ``rollback`` on an exception."""
+    token = current_tx.set(level)
+    try:
+        try:
+            yield
+        except BaseException:
+            async with _ending(level):
+                await rollback()
+            raise
+        async with _ending(level) as cancelled:
+            await (rollback() if cancelled else commit())
+    finally:
+        current_tx.reset(token)
+
+
+@asynccontextmanager
+async def _ending(level: TxState) -> AsyncIterator[bool]:
+    """Take the level's lock (after the statement in flight), mark it ended, then let it end.
+
+    A cancellation while waiting for the lock is held back until the level has ended (leaving
+    earlier would leave the transaction open under a statement that is still running), then
+    raised; the block learns of it (True) so that it rolls back what its caller sees fail.
+    """
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await level.lock.acquire()
+            break
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    level.active = False
+    try:
+        yield cancelled is not None
+    finally:
+        level.lock.release()
+    if cancelled is not None:
+        raise cancelled
 
 
 class Query:
@@ -134,6 +216,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """Group statements atomically; nested use makes a savepoint."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[None]:
+        """Read in one consistent snapshot: every read in the block sees the same commits.
+
+        For aggregates over several tables (a prune committing between two of their reads
+        would count the same cost twice). Inside a transaction, the transaction's own view.
+        """
 
     # schema ----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -228,8 +318,11 @@ __all__ = [
     "Query",
     "Store",
     "TxState",
+    "active_tx",
     "current_tx",
+    "hold_tx",
     "load_migrations",
     "split_sql_script",
+    "tx_level",
     "uuid7",
 ]

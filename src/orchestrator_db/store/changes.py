@@ -2,7 +2,9 @@
 
 ``events.ChangeFeed`` fans changes out to subscribers; a ``ChangeReader`` is how it learns that
 something was committed and reads the rows: ``SQLiteChangeReader`` polls ``PRAGMA data_version``
-on a read-only connection of its own, ``PostgresChangeReader`` LISTENs on a dedicated connection.
+on a read-only connection of its own, ``PostgresChangeReader`` LISTENs on a dedicated connection
+and reads through the store's pool. Placeholders and id lists come from the store (``query()``,
+``ids_condition``), so the SQL below is written once for both engines.
 """
 
 from __future__ import annotations
@@ -12,44 +14,52 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..tables import CHANGE_COLUMNS, CHANGES_TABLE, COLUMNS
+from .base import Store
+from .migrations import NOTIFY_CHANNEL
 
-BATCH = 500  # change rows read per query (live and replay)
+BATCH = 500  # change rows (and record ids) read per query, live and replay
+# The channel the PostgreSQL triggers NOTIFY; ``events.CHANNEL`` is this name.
+CHANNEL = NOTIFY_CHANNEL
 
 
 class ChangeReader(abc.ABC):
-    """One change feed's view of a database's change log."""
+    """One change feed's view of a database's change log.
+
+    A reader is opened by ``ChangeFeed.start`` and closed by ``stop``; ``fetch`` and the reads
+    built on it run on the feed's watcher task and on its subscribers' tasks.
+    """
 
     #: Whether positions become visible in position order (one writer at a time). When False,
     #: a gap below a visible position may still fill, until the transactions that may own it end.
     ordered: bool
 
+    def __init__(self, store: Store, *, poll_interval: float) -> None:
+        self.store = store
+        self.poll_interval = poll_interval
+
     @abc.abstractmethod
     async def open(self) -> None:
-        """Connect what the reader needs (its own connection, a listener)."""
+        """Connect what the reader needs and start noticing commits.
+
+        Called before the feed reads its start position, so that a commit in between is
+        reported by the first ``wait`` rather than lost.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release what ``open`` took."""
+        """Release what ``open`` took (idempotent)."""
 
     @abc.abstractmethod
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a short read and return public-shape rows."""
 
     @abc.abstractmethod
-    def placeholder(self, params: list[Any], value: Any) -> str:
-        """Add ``value`` to ``params`` and return its placeholder."""
-
-    @abc.abstractmethod
-    def ids_condition(self, params: list[Any], ids: Sequence[str]) -> str:
-        """SQL matching rows whose id is one of ``ids``."""
-
-    @abc.abstractmethod
     async def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a sign of new commits; True if there may be some."""
+        """Wait up to about ``timeout`` seconds for a sign of new commits; True if there may be."""
 
     @abc.abstractmethod
     async def running_writers(self) -> frozenset[int]:
-        """Ids of the transactions that may still commit a change below the newest position."""
+        """Return the ids of the transactions that may still commit a change (empty if ordered)."""
 
     async def max_position(self) -> int:
         """Return the newest position in the change log (0 when empty)."""
@@ -58,21 +68,31 @@ class ChangeReader(abc.ABC):
 
     async def changes(self, after: int, upto: int | None = None, limit: int = BATCH
                       ) -> list[dict[str, Any]]:
-        """Return change rows with ``after < position <= upto``, oldest first."""
-        params: list[Any] = []
+        """Return up to ``limit`` change rows with ``after < position <= upto``, oldest first."""
+        q = self.store.query()
         sql = (f"SELECT {', '.join(CHANGE_COLUMNS)} FROM {CHANGES_TABLE} "
-               f"WHERE position > {self.placeholder(params, after)}")
+               f"WHERE position > {q.p(after)}")
         if upto is not None:
-            sql += f" AND position <= {self.placeholder(params, upto)}"
-        sql += f" ORDER BY position LIMIT {self.placeholder(params, limit)}"
-        return await self.fetch(sql, params)
+            sql += f" AND position <= {q.p(upto)}"
+        sql += f" ORDER BY position LIMIT {q.p(limit)}"
+        return await self.fetch(sql, q.params)
 
-    async def select(self, table: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Return the records of ``table`` with these ids (those that still exist)."""
-        if not ids:
-            return []
-        params: list[Any] = []
-        condition = self.ids_condition(params, ids)
-        return await self.fetch(
-            f"SELECT {', '.join(COLUMNS[table])} FROM {table} WHERE {condition}", params
-        )
+    async def select(self, table: str, ids: Sequence[str],
+                     columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Return the records of ``table`` with these ids that still exist, in no set order.
+
+        Args:
+            table: a record table of ``tables.COLUMNS``.
+            ids: record ids; read ``BATCH`` at a time.
+            columns: the columns to read; all of the table's by default.
+        """
+        names = ", ".join(COLUMNS[table] if columns is None else columns)
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), BATCH):
+            q = self.store.query()
+            condition = self.store.ids_condition(q, ids[start:start + BATCH])
+            found += await self.fetch(f"SELECT {names} FROM {table} WHERE {condition}", q.params)
+        return found
+
+
+__all__ = ["BATCH", "CHANNEL", "ChangeReader"]

@@ -82,6 +82,18 @@ export class LiveEvents {
         return;
       }
       if (event.error) return;
+      if (event.op === "feed_error") {
+        // The server cannot read its change log for now; it retries and events resume.
+        this.onState("delayed");
+        return;
+      }
+      if (event.op === "reset") {
+        // The database was recreated or replaced: positions start over. Follow from the new
+        // head and let the view reload what it shows.
+        this.position = event.position;
+        this.onEvent(event);
+        return;
+      }
       if (typeof event.position === "number") {
         if (this.position !== null && event.position <= this.position) return;
         this.position = event.position;

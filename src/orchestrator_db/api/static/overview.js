@@ -85,7 +85,7 @@ export async function renderOverview({ view, crumbs, setLive, LiveEvents }) {
   const refresh = debounce(() => load().catch(() => {}), 700);
   const events = new LiveEvents({}, {
     onEvent: (e) => {
-      if (e.table === "agents" || e.table === "prompts") refresh();
+      if (e.op === "reset" || e.table === "agents" || e.table === "prompts") refresh();
     },
     onState: setLive,
   });

@@ -302,6 +302,11 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
     after: position,
     onState: setLive,
     onEvent: (e) => {
+      if (e.op === "reset") {
+        // The database under the server was replaced: show what it holds now.
+        window.dispatchEvent(new HashChangeEvent("hashchange"));
+        return;
+      }
       if (e.table === "agent_logs" && e.row) {
         addLog(e.row);
         addStep(e.row);

@@ -1,0 +1,103 @@
+"""What the asyncpg driver needs from us: type codecs, value conversion, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from ..errors import (
+    ConstraintError,
+    DuplicateError,
+    ForeignKeyError,
+    NotConnectedError,
+    OrchestratorDBError,
+    SchemaError,
+    ValidationError,
+)
+from ..jsoncodec import decode_json, dumps_json
+from ..models import format_ts
+
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+def translate_error(exc: Exception) -> OrchestratorDBError:
+    """Turn an asyncpg error into the orchestrator-db error it means."""
+    msg = str(exc)
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return ForeignKeyError("a referenced record does not exist")
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return DuplicateError(f"duplicate value ({getattr(exc, 'detail', None) or msg})")
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return ConstraintError(f"constraint failed: {msg}")
+    if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
+        return SchemaError(
+            f"the database schema is missing or outdated ({msg}); run `orchestrator-db upgrade`"
+        )
+    if isinstance(exc, asyncpg.DataError):
+        return ValidationError(f"invalid value: {msg}")
+    if isinstance(exc, asyncpg.InterfaceError) and "closed" in msg:
+        return NotConnectedError("the database pool is closed; call connect() first")
+    return OrchestratorDBError(f"PostgreSQL error: {msg}")
+
+
+def rowcount(status: str) -> int:
+    """Return the rows a command status touched: "INSERT 0 1", "UPDATE 3", "DELETE 0"."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def translated(exc: BaseException) -> BaseException:
+    """Return the error a group write's caller gets for ``exc``, the driver's error chained."""
+    if isinstance(exc, DRIVER_ERRORS):
+        error = translate_error(exc)
+        error.__cause__ = exc
+        return error
+    if isinstance(exc, asyncio.CancelledError):
+        return OrchestratorDBError("the group commit was cancelled")
+    return exc
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def rows_of(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Return records as public-shape dicts (UUID strings, timestamp text, plain numbers)."""
+    return [{k: _value(v) for k, v in record.items()} for record in records]
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    # Strings are JSON text already encoded by the manager (store.json); anything else is a
+    # Python value to encode here. jsonb's binary format is a version byte, then the text.
+    text = value if isinstance(value, str) else dumps_json(value)
+    return b"\x01" + text.encode()
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return decode_json(data[1:].decode())
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Set up a new pool connection."""
+    # jsonb in and out as Python values, so both engines hand back the same dicts. The binary
+    # format (a version byte, then the text) is what COPY ... (FORMAT binary) needs.
+    await conn.set_type_codec("jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode,
+                              schema="pg_catalog", format="binary")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads,
+                              schema="pg_catalog")
+
+
+__all__ = ["DRIVER_ERRORS", "init_connection", "rows_of", "rowcount", "translate_error",
+           "translated"]

@@ -1,0 +1,99 @@
+"""The change log on SQLite: a read-only connection of the feed's own, polled for commits.
+
+``PRAGMA data_version`` changes only when another connection committed, so an idle database
+costs one cheap PRAGMA per ``poll_interval`` (50 ms by default), and the commits of this
+process's own store count too, since they come from its connection, not this one. SQLite has one
+writer at a time, so positions always commit in order: no gap ever waits for a writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotConnectedError
+from .changes import ChangeReader
+from .sqlite_connection import rows_of, setup_connection, translate_error
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
+
+# A WAL reader waits only while another connection recovers or resets the WAL. Reads run on the
+# event loop's thread (below), so this also bounds how long such a wait can hold up the loop.
+READ_BUSY_TIMEOUT_MS = 5000
+
+
+class SQLiteChangeReader(ChangeReader):
+    """Reads ``changes`` and records through a read-only connection; polls ``data_version``."""
+
+    ordered = True
+
+    def __init__(self, store: SQLiteStore, *, poll_interval: float) -> None:
+        super().__init__(store, poll_interval=poll_interval)
+        self.path = store.path
+        self._conn: sqlite3.Connection | None = None
+        self._version = 0  # data_version last seen
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise translate_error(exc, READ_BUSY_TIMEOUT_MS) from exc
+        try:
+            setup_connection(conn, READ_BUSY_TIMEOUT_MS)
+            # The feed only reads; a write through this connection would be a bug.
+            conn.execute("PRAGMA query_only = ON")
+            self._version = _data_version(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate_error(exc, READ_BUSY_TIMEOUT_MS) from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise NotConnectedError("the change feed is stopped; call `await feed.start()`")
+        return self._conn
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        conn = self._connection()
+        # Short WAL reads never wait for writers: run them on the loop, no thread hop.
+        try:
+            return rows_of(conn.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise translate_error(exc, READ_BUSY_TIMEOUT_MS) from exc
+
+    async def wait(self, timeout: float) -> bool:
+        """Check ``data_version`` every ``poll_interval`` until it changes or ``timeout`` passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                current = _data_version(self._connection())
+            except sqlite3.Error as exc:
+                raise translate_error(exc, READ_BUSY_TIMEOUT_MS) from exc
+            changed, self._version = current != self._version, current
+            if changed or loop.time() >= deadline:
+                return changed
+
+    async def running_writers(self) -> frozenset[int]:
+        return frozenset()  # one writer at a time: positions commit in order
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+__all__ = ["READ_BUSY_TIMEOUT_MS", "SQLiteChangeReader"]

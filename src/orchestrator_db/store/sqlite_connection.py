@@ -1,0 +1,286 @@
+"""The SQLite store's one connection: its settings, errors, migrations, and where work runs.
+
+Work that cannot wait runs on the event loop's thread; work that may wait for another process's
+lock runs on the connection's own thread with the busy timeout switched on (see ``sqlite.py`` for
+the measurements behind this). ``SQLiteConnection.lock`` is held across every ``await`` during
+which the connection is in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import (
+    ConstraintError,
+    DuplicateError,
+    ForeignKeyError,
+    NotConnectedError,
+    OrchestratorDBError,
+    SchemaError,
+)
+from ..jsoncodec import decode_json
+from ..models import format_ts
+from ..tables import JSON_FIELDS
+from .migrations import Migration, split_sql_script
+
+T = TypeVar("T")
+
+DEFAULT_BUSY_TIMEOUT_MS = 30_000
+
+MIGRATIONS_TABLE_SQL = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)"""
+
+
+def setup_connection(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Apply every connection setting in one place; each says why."""
+    # Wait for other processes' locks while setting up (a new file is being created by two
+    # processes at once, or a writer holds the lock); the hot path switches this off again.
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # sql-ok: int
+    # WAL: readers never block the writer and the writer never blocks readers.
+    conn.execute("PRAGMA journal_mode = WAL")
+    # In WAL mode NORMAL is durable across application crashes and skips an fsync per commit.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    # SQLite leaves foreign keys off unless asked, per connection.
+    conn.execute("PRAGMA foreign_keys = ON")
+    # Keep temporary b-trees (sorting, grouping) in memory.
+    conn.execute("PRAGMA temp_store = MEMORY")
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Return whether ``exc`` says another connection holds a lock this one needs."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def translate_error(exc: sqlite3.Error, timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+                    ) -> OrchestratorDBError:
+    """Turn a sqlite3 error into the orchestrator-db error it means."""
+    msg = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        if "FOREIGN KEY" in msg:
+            return ForeignKeyError("a referenced record does not exist")
+        if "UNIQUE" in msg:
+            column = msg.rsplit(".", 1)[-1] if "." in msg else None
+            return DuplicateError(f"duplicate value ({msg})", field=column)
+        return ConstraintError(f"constraint failed: {msg}")
+    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in msg:
+        return NotConnectedError("the database connection is closed; call connect() first")
+    if isinstance(exc, sqlite3.OperationalError):
+        if "no such table" in msg or "no such column" in msg:
+            return SchemaError(
+                f"the database schema is missing or outdated ({msg}); run `orchestrator-db upgrade`"
+            )
+        if is_busy(exc):
+            return OrchestratorDBError(
+                f"the database stayed locked by another process for {timeout_ms / 1000:g} s"
+            )
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in msg or "malformed" in msg
+    ):
+        return SchemaError(f"the file is not a SQLite database or is corrupt ({msg})")
+    return OrchestratorDBError(f"SQLite error: {msg}")
+
+
+def rows_of(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """Return a cursor's rows as public-shape dicts (JSON columns decoded)."""
+    if cursor.description is None:
+        return []
+    names = [d[0] for d in cursor.description]
+    json_idx = [i for i, name in enumerate(names) if name in JSON_FIELDS]
+    out = []
+    for row in cursor.fetchall():
+        if json_idx:
+            values = list(row)
+            for i in json_idx:
+                if values[i] is not None:
+                    values[i] = decode_json(values[i])
+            out.append(dict(zip(names, values, strict=True)))
+        else:
+            out.append(dict(zip(names, row, strict=True)))
+    return out
+
+
+def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file: Path | None
+             ) -> None:
+    """Apply pending migrations under the write lock (so two processes never both do)."""
+    newest = migrations[-1].version
+    wanted = {m.version for m in migrations}
+    with contextlib.suppress(sqlite3.OperationalError):
+        # fetchall(): a half-read SELECT would keep a read lock open while others migrate.
+        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        if applied and max(applied) > newest:
+            raise SchemaError(
+                f"the database schema (version {max(applied)}) is newer than this orchestrator-db "
+                f"(version {newest}); upgrade the package"
+            )
+        if applied >= wanted and schema_file is None:
+            return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if schema_file is not None:
+            has_tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'agents'"
+            ).fetchall()[0][0]
+            if not has_tables:
+                for statement in split_sql_script(schema_file.read_text()):
+                    conn.execute(statement)
+        conn.execute(MIGRATIONS_TABLE_SQL)
+        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        if applied and max(applied) > newest:
+            raise SchemaError(
+                f"the database schema (version {max(applied)}) is newer than this "
+                f"orchestrator-db (version {newest}); upgrade the package"
+            )
+        for migration in migrations:
+            if migration.version in applied:
+                continue
+            for statement in split_sql_script(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, format_ts(datetime.now().astimezone())),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SQLiteConnection:
+    """One sqlite3 connection shared by a store, the lock that guards it, and its own thread."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        # Held across every await during which the connection is in use: a transaction block,
+        # a unit of work on the thread, a group commit waiting for another process.
+        self.lock = asyncio.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def open(self, migrations: list[Migration], schema_file: Path | None) -> None:
+        """Connect, apply the settings and the pending migrations (on the connection's thread)."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrator-db")
+        try:
+            self._conn = await self.in_thread(self._connect_and_migrate, migrations, schema_file)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    def _connect_and_migrate(self, migrations: list[Migration], schema_file: Path | None
+                             ) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OrchestratorDBError(f"cannot create the directory of {self.path}: {exc}") from exc
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OrchestratorDBError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            setup_connection(conn, self.busy_timeout_ms)
+            _migrate(conn, migrations, schema_file)
+            conn.execute("PRAGMA busy_timeout = 0")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate_error(exc, self.busy_timeout_ms) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close the connection (once whoever uses it is done) and stop the thread."""
+        conn, self._conn = self._conn, None
+        executor, self._executor = self._executor, None
+        if conn is not None:
+            async with self.lock:
+                with contextlib.suppress(sqlite3.Error):
+                    # Let SQLite keep its query planner statistics fresh (cheap, bounded).
+                    conn.execute("PRAGMA optimize")
+                conn.close()
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def get(self) -> sqlite3.Connection:
+        """Return the open connection, or raise NotConnectedError."""
+        if self._conn is None:
+            raise NotConnectedError(
+                "the database is not connected; call `await db.connect()` or use `async with`"
+            )
+        return self._conn
+
+    def error(self, exc: sqlite3.Error) -> OrchestratorDBError:
+        """Return the orchestrator-db error for ``exc``, the driver's error chained."""
+        translated = translate_error(exc, self.busy_timeout_ms)
+        translated.__cause__ = exc
+        return translated
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the connection's thread; on cancellation, wait for it before leaving."""
+        assert self._executor is not None
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The connection is still in use by the thread: do not release the lock under it.
+            with contextlib.suppress(BaseException):
+                await future
+            raise
+
+    # units of work ---------------------------------------------------------------------------
+    def waiting(self, fn: Callable[[], T]) -> T:
+        """Call ``fn()`` allowed to wait for other processes' locks (the thread only)."""
+        conn = self.get()
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
+        try:
+            return fn()
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
+    def unit_waiting(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        """Run ``fn`` as one unit, waiting for other processes' locks (the thread only)."""
+        return self.waiting(lambda: self.unit_nowait(fn, write))
+
+    def unit_nowait(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        """Run ``fn`` as one unit on the caller's thread; raises a busy error if it would wait."""
+        conn = self.get()
+        if not write:
+            return fn(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def begin(self) -> sqlite3.Connection:
+        """BEGIN IMMEDIATE, waiting on the thread if another process holds the write lock."""
+        conn = self.get()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            await self.in_thread(self.waiting, lambda: conn.execute("BEGIN IMMEDIATE"))
+        return conn
+
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "MIGRATIONS_TABLE_SQL", "SQLiteConnection", "is_busy",
+           "rows_of", "setup_connection", "translate_error"]
