@@ -8,7 +8,9 @@ module sits above both and gives the documented methods (``db.track_agent()``,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from . import maintenance, summaries
@@ -78,6 +80,18 @@ class DatabaseManager(CoreManager):
         """
         return await maintenance.prune(self, older_than, tables=tuple(tables), dry_run=dry_run,
                                        batch_size=batch_size)
+
+    async def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """Write a consistent snapshot of this SQLite database to the new file ``dest``.
+
+        Safe while writers keep going; never copy the database file with ``cp`` instead (rows
+        still in its WAL would be missing).
+        """
+        return await maintenance.backup(self, dest)
+
+    async def restore(self, src: str | os.PathLike[str], *, force: bool = False) -> None:
+        """Replace this database's contents with a snapshot written by ``backup``."""
+        await maintenance.restore(self, src, force=force)
 
     async def export(self, table: str, out: Any, *, format: str = "jsonl",
                      session_id: str | None = None, since: Any = None, until: Any = None) -> int:

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ValidationError
@@ -22,7 +23,7 @@ from .events import prune_changes
 from .manager import CoreManager
 from .models import CREATE_MODELS, utc_now
 from .store import Store
-from .tables import COLUMNS, JSON_FIELDS, NOT_NULL, TIME_FIELDS, UUID_FIELDS
+from .tables import ADDED_COLUMNS, COLUMNS, JSON_FIELDS, NOT_NULL, TIME_FIELDS, UUID_FIELDS
 from .validation import check_choice, check_time, check_uuid, validate
 
 # "changes" is the change feed's log (events.py); it goes last, because pruning the others adds
@@ -223,6 +224,36 @@ def retention_days(days: Any = None) -> float | None:
     return value or None
 
 
+# backup / restore --------------------------------------------------------------------------------
+async def backup(db: CoreManager, dest: str | os.PathLike[str]) -> Path:
+    """Write a consistent snapshot of a SQLite database to the new file ``dest``; return it.
+
+    Safe while writers keep going (SQLite's online backup): the snapshot holds every row
+    committed before it started and passes ``PRAGMA integrity_check``. Copying the database
+    file with ``cp`` is not safe: rows still in its ``-wal`` file are missing from the copy.
+    """
+    path = Path(dest)
+    await db.store.backup(path)
+    return path
+
+
+async def restore(db: CoreManager, src: str | os.PathLike[str], *, force: bool = False) -> None:
+    """Replace the database's contents with the snapshot ``src`` (written by ``backup``).
+
+    Refuses a database that holds records unless ``force``; brings the restored schema up to
+    date afterwards (a backup from an older version is migrated).
+    """
+    if not force:
+        counts = (await db.stats())["counts"]
+        if any(counts.values()):
+            raise ValidationError(
+                f"the database holds {sum(counts.values()):,} records; restoring replaces them "
+                "all: pass force=True (CLI: --force) to do it anyway", field="force")
+    await db.store.restore(Path(src))
+    await db.close()
+    await db.connect()
+
+
 # export / import ---------------------------------------------------------------------------------
 _EXPORT_FILTERS = {
     "orchestrator_agents": frozenset(),
@@ -323,10 +354,12 @@ def _import_value(table: str, columns: tuple[str, ...], row: Mapping[str, Any], 
     if unknown:
         raise ValidationError(f"row {index}: unknown column(s) {sorted(unknown)} for {table}",
                               field=sorted(unknown)[0])
-    missing = [c for c in columns if c not in row]
+    # Columns a later schema added are optional, so an export from an older version imports.
+    missing = [c for c in columns if c not in row and c not in ADDED_COLUMNS.get(table, ())]
     if missing:
         raise ValidationError(f"row {index}: missing column(s) {missing} for {table}",
                               field=missing[0])
+    row = {**dict.fromkeys(ADDED_COLUMNS.get(table, ())), **row}
     # The same checks as every other write path: the table's payload model for its fields
     # (text without NUL or lone surrogates, whole token counts, finite costs, JSON), then ids
     # and timestamps.

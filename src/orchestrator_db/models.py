@@ -8,6 +8,7 @@ ISO 8601 strings, JSON fields decoded. The payload models validate what callers 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
@@ -190,6 +191,24 @@ Capabilities = Annotated[list[Name] | None,
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
 Level = Annotated[LogLevel, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]
 Count = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
+# OpenTelemetry ids as the OTLP JSON encoding writes them: lowercase hex, 32 and 16 digits.
+TraceId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+SpanId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+
+
+def _agent_ref(value: Any) -> Any:
+    # A reference to another agent: a canonical UUID string (as check_uuid gives), or None.
+    if value is None or isinstance(value, uuid.UUID):
+        return None if value is None else str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise ValueError("must be a UUID string")
+
+
+AgentRef = Annotated[str | None, BeforeValidator(_agent_ref)]
 
 
 def _number(value: Any) -> Any:
@@ -244,6 +263,9 @@ class AgentCreate(_Payload):
     metadata: JSONObject = None
     started_at: Timestamp = None
     completed_at: Timestamp = None
+    parent_agent_id: AgentRef = None
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class AgentUpdate(_Payload):
@@ -257,6 +279,7 @@ class AgentUpdate(_Payload):
     metadata: JSONObject = None
     started_at: Timestamp = None
     completed_at: Timestamp = None
+    parent_agent_id: AgentRef = None
 
 
 class PromptCreate(_Payload):
@@ -271,6 +294,8 @@ class PromptCreate(_Payload):
     tokens_output: Count = 0
     cost_usd: Cost = 0.0
     completed_at: Timestamp = None
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class PromptUpdate(_Payload):
@@ -295,6 +320,8 @@ class AgentLogCreate(_Payload):
     log_type: Text = "event"
     details: JSONValue = None
     created_at: Timestamp = None
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class SystemLogCreate(_Payload):
@@ -368,6 +395,9 @@ class Agent(_Record):
     updated_at: str
     started_at: str | None
     completed_at: str | None
+    parent_agent_id: str | None
+    trace_id: str | None
+    span_id: str | None
 
 
 class Prompt(_Record):
@@ -384,6 +414,8 @@ class Prompt(_Record):
     cost_usd: float
     created_at: str
     completed_at: str | None
+    trace_id: str | None
+    span_id: str | None
 
 
 class AgentLog(_Record):
@@ -396,6 +428,8 @@ class AgentLog(_Record):
     message: str
     details: Any
     created_at: str
+    trace_id: str | None
+    span_id: str | None
 
 
 class SystemLog(_Record):

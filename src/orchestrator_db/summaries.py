@@ -39,39 +39,31 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
     """Summaries of the given sessions (those with at least one agent), in the given order."""
     if not session_ids:
         return []
-    q = store.query()
-    agent_rows = await store.fetch(
+    async def per_session(sql: str, column: str, *also: str) -> list[dict[str, Any]]:
+        # `sql` ends with "WHERE": then the sessions asked for, grouped by session (and `also`).
+        q = store.query()
+        return await store.fetch(
+            f"{sql} {column} IN ({_in(q, session_ids)}) GROUP BY {', '.join((column, *also))}",
+            q.params, heavy=True)
+
+    agent_rows = await per_session(
         "SELECT session_id, status, count(*) AS n, min(created_at) AS first_at, "
-        "max(updated_at) AS last_at FROM agents "
-        f"WHERE session_id IN ({_in(q, session_ids)}) GROUP BY session_id, status",
-        q.params, heavy=True,
-    )
-    q = store.query()
-    prompt_rows = await store.fetch(
+        "max(updated_at) AS last_at FROM agents WHERE", "session_id", "status")
+    prompt_rows = await per_session(
         "SELECT a.session_id, count(*) AS prompts, "
         "CAST(sum(p.tokens_input) AS BIGINT) AS tokens_input, "
         "CAST(sum(p.tokens_output) AS BIGINT) AS tokens_output, sum(p.cost_usd) AS cost_usd, "
         "max(p.created_at) AS last_created, max(p.completed_at) AS last_completed "
-        "FROM prompts p JOIN agents a ON a.id = p.agent_id "
-        f"WHERE a.session_id IN ({_in(q, session_ids)}) GROUP BY a.session_id",
-        q.params, heavy=True,
-    )
-    q = store.query()
+        "FROM prompts p JOIN agents a ON a.id = p.agent_id WHERE", "a.session_id")
     # Prompts removed by prune() still count, through their daily rollups.
-    rollup_rows = await store.fetch(
+    rollup_rows = await per_session(
         "SELECT session_id, CAST(sum(prompts) AS BIGINT) AS prompts, "
         "CAST(sum(tokens_input) AS BIGINT) AS tokens_input, "
         "CAST(sum(tokens_output) AS BIGINT) AS tokens_output, sum(cost_usd) AS cost_usd "
-        f"FROM cost_rollups WHERE session_id IN ({_in(q, session_ids)}) GROUP BY session_id",
-        q.params, heavy=True,
-    )
-    q = store.query()
-    log_rows = await store.fetch(
+        "FROM cost_rollups WHERE", "session_id")
+    log_rows = await per_session(
         "SELECT a.session_id, max(l.created_at) AS last_log "
-        "FROM agent_logs l JOIN agents a ON a.id = l.agent_id "
-        f"WHERE a.session_id IN ({_in(q, session_ids)}) GROUP BY a.session_id",
-        q.params, heavy=True,
-    )
+        "FROM agent_logs l JOIN agents a ON a.id = l.agent_id WHERE", "a.session_id")
     out: dict[str, dict[str, Any]] = {}
     for row in agent_rows:
         summary = out.setdefault(row["session_id"], {

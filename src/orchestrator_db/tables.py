@@ -12,17 +12,25 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "orchestrator_agents": ("id", "name", "description", "agent_type", "capabilities",
                             "default_model", "status", "metadata", "created_at", "updated_at"),
     "agents": ("id", "orchestrator_agent_id", "session_id", "name", "model", "status", "metadata",
-               "created_at", "updated_at", "started_at", "completed_at"),
+               "created_at", "updated_at", "started_at", "completed_at", "parent_agent_id",
+               "trace_id", "span_id"),
     "prompts": ("id", "agent_id", "content", "response", "model", "status", "tokens_input",
-                "tokens_output", "cost_usd", "created_at", "completed_at"),
-    "agent_logs": ("id", "agent_id", "log_level", "log_type", "message", "details", "created_at"),
+                "tokens_output", "cost_usd", "created_at", "completed_at", "trace_id", "span_id"),
+    "agent_logs": ("id", "agent_id", "log_level", "log_type", "message", "details", "created_at",
+                   "trace_id", "span_id"),
     "system_logs": ("id", "log_level", "source", "message", "details", "created_at"),
 }
 # The record tables in dependency order: parents before the rows that reference them.
 TABLES: tuple[str, ...] = tuple(COLUMNS)
+# Nullable columns added after the first schema (migration 0004: OpenTelemetry), per table: an
+# export written before them imports with them empty.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    table: tuple(c for c in columns if c in ("parent_agent_id", "trace_id", "span_id"))
+    for table, columns in COLUMNS.items()
+}
 JSON_FIELDS = frozenset({"metadata", "details", "capabilities"})
 TIME_FIELDS = frozenset({"created_at", "updated_at", "started_at", "completed_at"})
-UUID_FIELDS = frozenset({"id", "agent_id", "orchestrator_agent_id"})
+UUID_FIELDS = frozenset({"id", "agent_id", "orchestrator_agent_id", "parent_agent_id"})
 NOT_NULL: dict[str, frozenset[str]] = {
     "orchestrator_agents": frozenset({"name", "status"}),
     "agents": frozenset({"orchestrator_agent_id", "session_id", "status"}),
@@ -40,6 +48,11 @@ TERMINAL_AGENT_STATUSES = frozenset({"completed", "failed", "cancelled"})
 CHANGES_TABLE = "changes"
 CHANGE_COLUMNS: tuple[str, ...] = ("position", "table_name", "op", "row_id", "session_id",
                                    "agent_id", "log_level")
+# The spans received over OpenTelemetry (migration 0004): which agent run holds each one's
+# records and its parent, so children that arrive first are linked when the parent arrives.
+OTLP_SPANS_TABLE = "otlp_spans"
+OTLP_SPAN_COLUMNS: tuple[str, ...] = ("span_id", "trace_id", "parent_span_id", "agent_id",
+                                      "is_agent", "orphan")
 ROLLUP_TABLE = "cost_rollups"
 ROLLUP_COLUMNS: tuple[str, ...] = ("day", "session_id", "agent_id", "orchestrator_agent_id",
                                    "model", "prompts", "tokens_input", "tokens_output",

@@ -115,6 +115,7 @@ def test_prune_dry_run_then_for_real(data: dict[str, Any]) -> None:
 
 def test_empty_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/empty.db"
+    invoke("upgrade", "--url", url)
     assert "no sessions yet" in invoke("sessions", "--url", url).stdout
     assert invoke("logs", "--url", url).stdout == ""
     assert json.loads(invoke("agents", "--url", url, "--json").stdout) == []

@@ -34,7 +34,9 @@ CASES: dict[str, Callable[[Path, str], tuple[list[str], list[str]]]] = {
         ["sessions", "--url", "postgresql://postgres@127.0.0.1:9/nowhere"],
         ["cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:9/nowhere"]),
     "database directory cannot be made": lambda tmp, db: (
-        ["stats", "--db", str(tmp / "a-file" / "sub" / "x.db")], ["cannot create the directory"]),
+        ["upgrade", "--db", str(tmp / "a-file" / "sub" / "x.db")], ["cannot create the directory"]),
+    "read-only command on a missing database": lambda tmp, db: (
+        ["stats", "--db", str(tmp / "typo" / "x.db")], ["no database at", "orchestrator-db upgrade"]),
     "bad --older-than": lambda tmp, db: (["prune", "--older-than", "soonish", "--db", db],
                                          ["older_than", "'30d'"]),
     "prune: unknown table": lambda tmp, db: (
@@ -91,7 +93,15 @@ def test_database_directory_without_permission(tmp_path: Path) -> None:
 
 def test_database_path_is_a_directory(tmp_path: Path, db_file: str) -> None:
     # Works as root too: a directory where the database file should be.
-    one_error_line(run("stats", "--db", str(tmp_path)), "cannot open SQLite database")
+    one_error_line(run("upgrade", "--db", str(tmp_path)), "cannot open SQLite database")
+
+
+@pytest.mark.parametrize("command", [["stats"], ["sessions"], ["logs"], ["current"],
+                                     ["export", "--table", "agent_logs"]])
+def test_read_only_commands_never_create_a_database(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "typo" / "orchestrator.db"
+    one_error_line(run(*command, "--db", str(missing)), f"no database at {missing}")
+    assert not missing.parent.exists()
 
 
 def test_debug_shows_the_traceback() -> None:

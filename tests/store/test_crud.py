@@ -132,7 +132,8 @@ async def test_agent_logs(db: DatabaseManager) -> None:
     row = await db.get_agent_log(first)
     assert row is not None
     assert row == {"id": first, "agent_id": a1, "log_level": "INFO", "log_type": "step_start",
-                   "message": "start", "details": {"step": 1}, "created_at": row["created_at"]}
+                   "message": "start", "details": {"step": 1}, "created_at": row["created_at"],
+                   "trace_id": None, "span_id": None}
     assert [r["message"] for r in await db.list_agent_logs(a1)] == ["start", "careful"]
     assert (await db.list_agent_logs(a1, log_level="WARNING"))[0]["details"] == "plain string"
     assert [r["message"] for r in await db.list_agent_logs(min_level="WARNING")] == [

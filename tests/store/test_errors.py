@@ -19,6 +19,7 @@ from orchestrator_db import (
     SchemaNotFoundError,
     ValidationError,
 )
+from orchestrator_db.models import utc_now
 
 MISSING = "0190f1c2-0000-7000-8000-000000000000"
 
@@ -66,6 +67,22 @@ async def test_duplicate_name(db: DatabaseManager) -> None:
     with pytest.raises(DuplicateError):
         await db.update_orchestrator_agent(other, name="planner")
     assert len(await db.list_orchestrator_agents()) == 2
+
+
+async def test_duplicate_error_names_the_column_on_both_engines(db: DatabaseManager) -> None:
+    # Below the manager (which words the message itself): the store's own translation of the
+    # driver's unique violation names the column on SQLite and on PostgreSQL alike.
+    await db.create_orchestrator_agent("twin")
+    row = await db.get_orchestrator_agent_by_name("twin")
+    assert row is not None
+    store = db.store
+    sql = store.insert_sql("orchestrator_agents", ("id", "name", "status", "created_at",
+                                                   "updated_at"))
+    with pytest.raises(DuplicateError) as caught:
+        await store.execute(sql, [MISSING, "twin", "active", store.ts(utc_now()),
+                                  store.ts(utc_now())])
+    assert caught.value.field == "name"
+    assert await db.get_orchestrator_agent(MISSING) is None
 
 
 async def test_referenced_orchestrator_agent(db: DatabaseManager) -> None:

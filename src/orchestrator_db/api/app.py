@@ -25,13 +25,15 @@ from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from ..events import ChangeFeed
 from ..maintenance import apply_retention_policy, retention_days
+from ..otlp import OtlpReceiver
 from ..version import __version__
-from . import errors, routes, ws
+from . import errors, otlp, routes, ws
 from .schemas import Health
 from .security import (
     LOOPBACK_NAMES,
     BodyLimit,
     LocalOnly,
+    StrictUtf8,
     TokenAuth,
     redact_tokens_in_access_log,
 )
@@ -40,6 +42,10 @@ TOKEN_ENV = "ORCHESTRATOR_API_TOKEN"
 logger = logging.getLogger("orchestrator_db.api")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_000_000
+# OTLP exporters send up to 512 spans a request, prompts and responses included, uncompressed
+# by default: 1 MB would refuse ordinary batches.
+DEFAULT_MAX_OTLP_BODY_BYTES = 32 * 1024 * 1024
+OTLP_PATHS = ("/v1/traces", "/v1/logs")
 STATIC_DIR = resources.files("orchestrator_db") / "api" / "static"
 # The dashboard runs only its own scripts and talks only to this server: even if some LLM output
 # slipped into the DOM as HTML, an injected script or remote resource would not run or load.
@@ -120,6 +126,7 @@ def create_app(
     poll_interval: float = 0.05,
     allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
     retention_interval: float = 3600.0,
+    max_otlp_body_bytes: int = DEFAULT_MAX_OTLP_BODY_BYTES,
 ) -> FastAPI:
     """Build the service.
 
@@ -129,6 +136,7 @@ def create_app(
             not a loopback address; enforced whenever set.
         host: the address the app will be served on (only used for the token rule above).
         max_body_bytes: larger request bodies get 413.
+        max_otlp_body_bytes: the same for OTLP export requests (``/v1/traces``, ``/v1/logs``).
         manager: an already-built manager to use instead of opening one from ``url``/``db_path``;
             it is connected by the lifespan if needed and then left open for its owner.
         poll_interval: how often the change feed checks for new rows.
@@ -154,9 +162,12 @@ def create_app(
         owns_db = manager is None or not manager.is_connected
         await db.connect()
         feed = ChangeFeed(db, poll_interval=poll_interval)
+        receiver = OtlpReceiver(db)
         retention: asyncio.Task[None] | None = None
         try:
             await feed.start()
+            await receiver.start()
+            app.state.otlp = receiver
             app.state.db = db
             app.state.feed = feed
             if retention_days() is not None:
@@ -169,6 +180,7 @@ def create_app(
                     retention.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await retention
+                await receiver.stop()  # writes what was queued: acknowledged means stored
                 await feed.stop()
             finally:
                 if owns_db:
@@ -188,6 +200,7 @@ def create_app(
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(ws.router)
+    app.include_router(otlp.router)
 
     @app.get("/healthz", response_model=Health, tags=["service"],
              responses={503: {"model": Health, "description": "Live events are failing."}})
@@ -209,7 +222,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     # Outermost first: refuse strangers before reading their bodies.
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(StrictUtf8)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
+                       path_limits=dict.fromkeys(OTLP_PATHS, max_otlp_body_bytes))
     if required_token is not None:
         app.add_middleware(TokenAuth, token=required_token)
     else:

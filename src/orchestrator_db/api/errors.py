@@ -20,6 +20,7 @@ Oversized bodies are 413 and missing/wrong tokens 401 (see ``security``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -112,21 +113,35 @@ async def handle_http_exception(request: Request, exc: Exception) -> JSONRespons
     """Starlette's HTTP errors (unknown route, wrong method) in the same shape."""
     assert isinstance(exc, StarletteHTTPException)
     type_ = HTTP_TYPES.get(exc.status_code, "HTTPError")
-    headers = dict(exc.headers) if exc.headers else {}
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
     if exc.status_code == 405:
         # Starlette names the methods of the first route with this path only; a path served by
         # several routes (GET and PATCH of one record) takes all of theirs.
-        headers["allow"] = ", ".join(_allowed_methods(request))
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return error_response(exc.status_code, type_, str(exc.detail), None, headers=headers or None)
 
 
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE and isinstance(getattr(route, "methods", None), set):
-            methods |= route.methods
+    scope = {**request.scope, "method": "GET"}
+    for route in _routes(request.app.router.routes):
+        if isinstance(getattr(route, "methods", None), set):
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods |= route.methods
     return sorted(methods)
+
+
+def _routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, also those of included routers (FastAPI keeps them as nested nodes)."""
+    for route in routes:
+        inner = getattr(route, "routes", None)
+        if inner is None and hasattr(route, "original_router"):
+            inner = route.original_router.routes
+        if inner:
+            yield from _routes(inner)
+        else:
+            yield route
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -100,6 +100,7 @@ class AgentQuery(_List, _TimeRange):
     session_id: TextFilter = None
     orchestrator_agent_id: IdFilter = None
     status: AgentStatus | None = None
+    parent_agent_id: IdFilter = Field(None, description="Sub-agents of this run (a UUID).")
 
 
 class PromptQuery(_List, _TimeRange):
@@ -180,6 +181,43 @@ def page_body(page: Page) -> JSONBytes:
     return JSONBytes({"items": page.items, "next_cursor": page.next_cursor})
 
 
+def record_routes(path: str, tag: str, what: str, record: type[BaseModel], *,
+                  get: str, update: tuple[str, type[BaseModel]] | None = None,
+                  delete: str | None = None) -> None:
+    """Register GET (and PATCH, DELETE) of one record by id: the same three routes per record.
+
+    ``get``, ``update`` and ``delete`` name the manager's methods (the update with its body
+    model); records whose PATCH or DELETE does more are given their own routes instead.
+    """
+    single = f"/{path}/{{record_id}}"
+
+    async def get_one(db: Db, record_id: RowId) -> dict[str, Any]:
+        return found(await getattr(db, get)(record_id), what, record_id)
+
+    get_one.__doc__ = f"Return one {what}."
+    router.get(single, response_model=record, tags=[tag], responses=GET_ERRORS,
+               name=get)(get_one)
+    if update is not None:
+        method, body_model = update
+
+        async def update_one(db: Db, record_id: RowId, body: BaseModel) -> dict[str, Any]:
+            return await updated(getattr(db, method), getattr(db, get), db, what, record_id,
+                                 body)
+
+        update_one.__annotations__["body"] = body_model  # the body FastAPI validates
+        update_one.__doc__ = f"Change the given fields of a {what}."
+        router.patch(single, response_model=record, tags=[tag], responses=UPDATE_ERRORS,
+                     name=method)(update_one)
+    if delete is not None:
+        async def delete_one(db: Db, record_id: RowId) -> Response:
+            ensure(await getattr(db, delete)(record_id), what, record_id)
+            return Response(status_code=204)
+
+        delete_one.__doc__ = f"Delete a {what}."
+        router.delete(single, status_code=204, tags=[tag], responses=DELETE_ERRORS,
+                      name=delete)(delete_one)
+
+
 # orchestrator agents ---------------------------------------------------------------------------
 @router.get("/orchestrator-agents", response_model=OrchestratorAgentPage,
             tags=["orchestrator agents"], responses=LIST_ERRORS)
@@ -205,33 +243,21 @@ async def create_orchestrator_agent(db: Db, body: OrchestratorAgentCreate) -> di
     return found(await db.get_orchestrator_agent(row_id), "orchestrator agent", row_id)
 
 
-@router.get("/orchestrator-agents/{orchestrator_agent_id}", response_model=OrchestratorAgent,
-            tags=["orchestrator agents"], responses=GET_ERRORS)
-async def get_orchestrator_agent(db: Db, orchestrator_agent_id: RowId) -> dict[str, Any]:
-    """Return one orchestrator agent."""
-    return found(await db.get_orchestrator_agent(orchestrator_agent_id), "orchestrator agent",
-                 orchestrator_agent_id)
+record_routes("orchestrator-agents", "orchestrator agents", "orchestrator agent",
+              OrchestratorAgent, get="get_orchestrator_agent",
+              update=("update_orchestrator_agent", OrchestratorAgentUpdate))
 
 
-@router.patch("/orchestrator-agents/{orchestrator_agent_id}", response_model=OrchestratorAgent,
-              tags=["orchestrator agents"], responses=UPDATE_ERRORS)
-async def update_orchestrator_agent(db: Db, orchestrator_agent_id: RowId,
-                                    body: OrchestratorAgentUpdate) -> dict[str, Any]:
-    """Change the given fields of an orchestrator agent."""
-    return await updated(db.update_orchestrator_agent, db.get_orchestrator_agent, db,
-                         "orchestrator agent", orchestrator_agent_id, body)
-
-
-@router.delete("/orchestrator-agents/{orchestrator_agent_id}", status_code=204,
+@router.delete("/orchestrator-agents/{record_id}", status_code=204,
                tags=["orchestrator agents"], responses=DELETE_ERRORS)
 async def delete_orchestrator_agent(
-    db: Db, orchestrator_agent_id: RowId,
+    db: Db, record_id: RowId,
     cascade: Annotated[bool, Query(description="Also delete its agents, their prompts and "
                                                "logs; without it, 409 while agents exist.")] = False,
 ) -> Response:
     """Delete an orchestrator agent."""
-    deleted = await db.delete_orchestrator_agent(orchestrator_agent_id, cascade=cascade)
-    ensure(deleted, "orchestrator agent", orchestrator_agent_id)
+    deleted = await db.delete_orchestrator_agent(record_id, cascade=cascade)
+    ensure(deleted, "orchestrator agent", record_id)
     return Response(status_code=204)
 
 
@@ -250,15 +276,12 @@ async def create_agent(db: Db, body: AgentCreate) -> dict[str, Any]:
     return found(await db.get_agent(row_id), "agent", row_id)
 
 
-@router.get("/agents/{agent_id}", response_model=Agent, tags=["agents"], responses=GET_ERRORS)
-async def get_agent(db: Db, agent_id: RowId) -> dict[str, Any]:
-    """Return one runtime agent."""
-    return found(await db.get_agent(agent_id), "agent", agent_id)
+record_routes("agents", "agents", "agent", Agent, get="get_agent", delete="delete_agent")
 
 
-@router.patch("/agents/{agent_id}", response_model=Agent, tags=["agents"],
+@router.patch("/agents/{record_id}", response_model=Agent, tags=["agents"],
               responses=UPDATE_ERRORS)
-async def update_agent(db: Db, agent_id: RowId, body: AgentUpdate) -> dict[str, Any]:
+async def update_agent(db: Db, record_id: RowId, body: AgentUpdate) -> dict[str, Any]:
     """Change the given fields of a runtime agent.
 
     Setting ``status`` to ``executing`` fills ``started_at``, and to a final status
@@ -272,21 +295,14 @@ async def update_agent(db: Db, agent_id: RowId, body: AgentUpdate) -> dict[str, 
     async with db.transaction():
         if status is not None:
             changed = await db.update_agent_status(
-                agent_id, status, started_at=fields.pop("started_at", None),
+                record_id, status, started_at=fields.pop("started_at", None),
                 completed_at=fields.pop("completed_at", None))
-            ensure(changed, "agent", agent_id)
+            ensure(changed, "agent", record_id)
         if fields:
-            changed = await db.update_agent(agent_id, **fields)
-            ensure(changed, "agent", agent_id)
-        row = await db.get_agent(agent_id)
-    return found(row, "agent", agent_id)
-
-
-@router.delete("/agents/{agent_id}", status_code=204, tags=["agents"], responses=DELETE_ERRORS)
-async def delete_agent(db: Db, agent_id: RowId) -> Response:
-    """Delete a runtime agent with its prompts and logs."""
-    ensure(await db.delete_agent(agent_id), "agent", agent_id)
-    return Response(status_code=204)
+            changed = await db.update_agent(record_id, **fields)
+            ensure(changed, "agent", record_id)
+        row = await db.get_agent(record_id)
+    return found(row, "agent", record_id)
 
 
 # prompts ---------------------------------------------------------------------------------------
@@ -304,26 +320,8 @@ async def create_prompt(db: Db, body: PromptCreate) -> dict[str, Any]:
     return found(await db.get_prompt(row_id), "prompt", row_id)
 
 
-@router.get("/prompts/{prompt_id}", response_model=Prompt, tags=["prompts"],
-            responses=GET_ERRORS)
-async def get_prompt(db: Db, prompt_id: RowId) -> dict[str, Any]:
-    """Return one prompt."""
-    return found(await db.get_prompt(prompt_id), "prompt", prompt_id)
-
-
-@router.patch("/prompts/{prompt_id}", response_model=Prompt, tags=["prompts"],
-              responses=UPDATE_ERRORS)
-async def update_prompt(db: Db, prompt_id: RowId, body: PromptUpdate) -> dict[str, Any]:
-    """Change the given fields of a prompt (e.g. store its response, tokens and cost)."""
-    return await updated(db.update_prompt, db.get_prompt, db, "prompt", prompt_id, body)
-
-
-@router.delete("/prompts/{prompt_id}", status_code=204, tags=["prompts"],
-               responses=DELETE_ERRORS)
-async def delete_prompt(db: Db, prompt_id: RowId) -> Response:
-    """Delete a prompt."""
-    ensure(await db.delete_prompt(prompt_id), "prompt", prompt_id)
-    return Response(status_code=204)
+record_routes("prompts", "prompts", "prompt", Prompt, get="get_prompt",
+              update=("update_prompt", PromptUpdate), delete="delete_prompt")
 
 
 # agent logs ------------------------------------------------------------------------------------
@@ -343,26 +341,8 @@ async def create_agent_log(db: Db, body: AgentLogCreate) -> dict[str, Any]:
     return found(await db.get_agent_log(row_id), "agent log", row_id)
 
 
-@router.get("/agent-logs/{log_id}", response_model=AgentLog, tags=["agent logs"],
-            responses=GET_ERRORS)
-async def get_agent_log(db: Db, log_id: RowId) -> dict[str, Any]:
-    """Return one agent log line."""
-    return found(await db.get_agent_log(log_id), "agent log", log_id)
-
-
-@router.patch("/agent-logs/{log_id}", response_model=AgentLog, tags=["agent logs"],
-              responses=UPDATE_ERRORS)
-async def update_agent_log(db: Db, log_id: RowId, body: AgentLogUpdate) -> dict[str, Any]:
-    """Change the given fields of an agent log line (e.g. redact a leaked secret)."""
-    return await updated(db.update_agent_log, db.get_agent_log, db, "agent log", log_id, body)
-
-
-@router.delete("/agent-logs/{log_id}", status_code=204, tags=["agent logs"],
-               responses=DELETE_ERRORS)
-async def delete_agent_log(db: Db, log_id: RowId) -> Response:
-    """Delete one agent log line."""
-    ensure(await db.delete_agent_log(log_id), "agent log", log_id)
-    return Response(status_code=204)
+record_routes("agent-logs", "agent logs", "agent log", AgentLog, get="get_agent_log",
+              update=("update_agent_log", AgentLogUpdate), delete="delete_agent_log")
 
 
 # system logs -----------------------------------------------------------------------------------
@@ -382,27 +362,8 @@ async def create_system_log(db: Db, body: SystemLogCreate) -> dict[str, Any]:
     return found(await db.get_system_log(row_id), "system log", row_id)
 
 
-@router.get("/system-logs/{log_id}", response_model=SystemLog, tags=["system logs"],
-            responses=GET_ERRORS)
-async def get_system_log(db: Db, log_id: RowId) -> dict[str, Any]:
-    """Return one system log line."""
-    return found(await db.get_system_log(log_id), "system log", log_id)
-
-
-@router.patch("/system-logs/{log_id}", response_model=SystemLog, tags=["system logs"],
-              responses=UPDATE_ERRORS)
-async def update_system_log(db: Db, log_id: RowId, body: SystemLogUpdate) -> dict[str, Any]:
-    """Change the given fields of a system log line."""
-    return await updated(db.update_system_log, db.get_system_log, db, "system log", log_id,
-                         body)
-
-
-@router.delete("/system-logs/{log_id}", status_code=204, tags=["system logs"],
-               responses=DELETE_ERRORS)
-async def delete_system_log(db: Db, log_id: RowId) -> Response:
-    """Delete one system log line."""
-    ensure(await db.delete_system_log(log_id), "system log", log_id)
-    return Response(status_code=204)
+record_routes("system-logs", "system logs", "system log", SystemLog, get="get_system_log",
+              update=("update_system_log", SystemLogUpdate), delete="delete_system_log")
 
 
 # aggregates ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from ..models import (
     Agent,
@@ -38,39 +38,18 @@ class ErrorResponse(BaseModel):
 NEXT_CURSOR = Field(None, description="Pass as `cursor` to get the next page; null on the last.")
 
 
-class OrchestratorAgentPage(BaseModel):
-    """One page of orchestrator agents."""
-
-    items: list[OrchestratorAgent]
-    next_cursor: str | None = NEXT_CURSOR
-
-
-class AgentPage(BaseModel):
-    """One page of runtime agents."""
-
-    items: list[Agent]
-    next_cursor: str | None = NEXT_CURSOR
+def _page_of(record: type[BaseModel], what: str) -> type[BaseModel]:
+    """The list envelope of one record type, named ``<Record>Page`` in /openapi.json."""
+    return create_model(f"{record.__name__}Page", __doc__=f"One page of {what}.",
+                        items=(list[record], ...),  # type: ignore[valid-type]
+                        next_cursor=(str | None, NEXT_CURSOR))
 
 
-class PromptPage(BaseModel):
-    """One page of prompts."""
-
-    items: list[Prompt]
-    next_cursor: str | None = NEXT_CURSOR
-
-
-class AgentLogPage(BaseModel):
-    """One page of agent log lines."""
-
-    items: list[AgentLog]
-    next_cursor: str | None = NEXT_CURSOR
-
-
-class SystemLogPage(BaseModel):
-    """One page of system log lines."""
-
-    items: list[SystemLog]
-    next_cursor: str | None = NEXT_CURSOR
+OrchestratorAgentPage = _page_of(OrchestratorAgent, "orchestrator agents")
+AgentPage = _page_of(Agent, "runtime agents")
+PromptPage = _page_of(Prompt, "prompts")
+AgentLogPage = _page_of(AgentLog, "agent log lines")
+SystemLogPage = _page_of(SystemLog, "system log lines")
 
 
 class SessionSummary(BaseModel):
@@ -89,11 +68,7 @@ class SessionSummary(BaseModel):
     last_activity: str
 
 
-class SessionPage(BaseModel):
-    """Sessions, most recently active first."""
-
-    items: list[SessionSummary]
-    next_cursor: str | None = NEXT_CURSOR
+SessionPage = _page_of(SessionSummary, "sessions, most recently active first")
 
 
 class CostRow(BaseModel):

@@ -18,10 +18,10 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from .errors import error_body
 
@@ -184,23 +184,26 @@ class BodyLimit:
     the limit and no further. The body is buffered (at most ``max_bytes``) and replayed to the app.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})  # other limits for some paths (OTLP export)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, limit: int) -> None:
         await send_json(send, 413, error_body(
-            "PayloadTooLarge", f"request body is larger than {self.max_bytes} bytes"))
+            "PayloadTooLarge", f"request body is larger than {limit} bytes"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         declared = _headers(scope).get("content-length")
         if declared is not None:
             try:
-                if int(declared) > self.max_bytes:
-                    await self._too_large(send)
+                if int(declared) > limit:
+                    await self._too_large(send, limit)
                     return
             except ValueError:
                 await send_json(send, 400, error_body("BadRequest", "invalid Content-Length"))
@@ -213,8 +216,8 @@ class BodyLimit:
                 return
             body = message.get("body", b"")
             size += len(body)
-            if size > self.max_bytes:
-                await self._too_large(send)
+            if size > limit:
+                await self._too_large(send, limit)
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -255,3 +258,32 @@ def redact_tokens_in_access_log() -> None:
     logger = logging.getLogger("uvicorn.access")
     if _redactor not in logger.filters:
         logger.addFilter(_redactor)
+
+
+# Request targets ---------------------------------------------------------------------------------
+class StrictUtf8:
+    """Answer 400 to a request whose path or query string is not UTF-8 once percent-decoded.
+
+    Starlette would decode ``%ED%B2%80`` (a lone surrogate's bytes) to U+FFFD and the filter
+    would quietly match nothing: refused instead, like every other malformed input.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            raw = [scope.get("raw_path") or b"", scope.get("query_string") or b""]
+            try:
+                for part in raw:
+                    if b"%" in part:
+                        unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                if scope["type"] == "http":
+                    await send_json(send, 400, error_body(
+                        "ValidationError", "the URL is not valid UTF-8 once percent-decoded "
+                        "(a lone surrogate or a stray byte)"))
+                    return
+                await send({"type": "websocket.close", "code": 1007})
+                return
+        await self.app(scope, receive, send)

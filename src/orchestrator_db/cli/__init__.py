@@ -59,11 +59,15 @@ def fail(error: str | Exception) -> typer.Exit:
 
 
 def run_with_db(url: str | None, db: str | None,
-                work: Callable[[DatabaseManager], Awaitable[T]]) -> T:
-    """Open the configured database, run ``work`` and turn our errors into one red line."""
+                work: Callable[[DatabaseManager], Awaitable[T]], *, create: bool = False) -> T:
+    """Open the configured database, run ``work`` and turn our errors into one red line.
+
+    Only ``create=True`` (``upgrade``) makes a database that is not there; every other command
+    says "no database at ..." rather than creating an empty one at a mistyped path.
+    """
 
     async def main() -> T:
-        async with DatabaseManager(db, url=url) as manager:
+        async with DatabaseManager(db, url=url, must_exist=not create) as manager:
             return await work(manager)
 
     try:
@@ -86,4 +90,4 @@ def main() -> None:
 
 # Each module below registers its commands on ``app``, one module per group of commands; the
 # import order is the order of `--help`.
-from . import project, schema, service, data, copy  # noqa: E402,F401,I001
+from . import project, schema, service, data, backup, copy  # noqa: E402,F401,I001

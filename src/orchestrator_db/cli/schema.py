@@ -20,7 +20,7 @@ def upgrade(url: UrlOption = None, db: DbOption = None) -> None:
     async def work(manager: DatabaseManager) -> int:
         return await manager.schema_version()
 
-    version = run_with_db(url, db, work)
+    version = run_with_db(url, db, work, create=True)
     console.print(f"schema is up to date (version {version})")
 
 

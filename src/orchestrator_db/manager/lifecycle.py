@@ -27,6 +27,10 @@ class ManagerBase:
             ``SchemaNotFoundError``.
         busy_timeout_ms: how long a SQLite writer waits for another process's lock.
         pool_min_size, pool_max_size: the PostgreSQL pool.
+        must_exist: raise NotFoundError instead of creating a database (or, on PostgreSQL, the
+            schema) that is not there yet.
+        read_only: open without writing anything, migrations included; a schema that is not
+            the newest is a SchemaError saying what to run (``copy`` reads its source so).
     """
 
     def __init__(
@@ -38,11 +42,15 @@ class ManagerBase:
         busy_timeout_ms: int = 30_000,
         pool_min_size: int = 1,
         pool_max_size: int = 10,
+        must_exist: bool = False,
+        read_only: bool = False,
     ) -> None:
         self.target: Target = resolve_target(db_path, url=url)
         #: The engine this manager talks to (reported; only store/ branches on it).
         self.dialect = self.target.dialect
         self.schema_path = Path(schema_path) if schema_path is not None else None
+        self.must_exist = must_exist
+        self.read_only = read_only
         self._options = {"busy_timeout_ms": busy_timeout_ms, "pool_min_size": pool_min_size,
                          "pool_max_size": pool_max_size}
         self._store: Store | None = None
@@ -65,6 +73,8 @@ class ManagerBase:
                               pool_min_size=self._options["pool_min_size"],
                               pool_max_size=self._options["pool_max_size"],
                               schema_file=self.schema_path)
+            store.must_exist = self.must_exist
+            store.read_only = self.read_only
             await store.open()
             self._store = store
         return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,10 +12,9 @@ from ..errors import ForeignKeyError, ValidationError
 from ..ids import uuid7
 from ..models import AgentLogCreate, AgentLogUpdate, SystemLogCreate, SystemLogUpdate, utc_now
 from ..pagination import DEFAULT_LIMIT, Order, Page
-from ..store import Query
 from ..tables import COLUMNS
-from ..validation import check_text, check_uuid, validation_error
-from .queries import QueryBuilder
+from ..validation import check_uuid, validation_error
+from .queries import QueryBuilder, lister, streamer
 
 
 class LogOperations(QueryBuilder):
@@ -31,6 +30,8 @@ class LogOperations(QueryBuilder):
         log_type: str = "event",
         details: Any = None,
         created_at: datetime | str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> str:
         """Write one agent log line and return its id.
 
@@ -40,6 +41,7 @@ class LogOperations(QueryBuilder):
         return (await self.create_agent_logs([{
             "agent_id": agent_id, "message": message, "log_level": log_level,
             "log_type": log_type, "details": details, "created_at": created_at,
+            "trace_id": trace_id, "span_id": span_id,
         }]))[0]
 
     async def create_agent_logs(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -136,33 +138,13 @@ class LogOperations(QueryBuilder):
         cursor: str | None = None, order: Order = "asc", offset: int | None = None,
     ) -> Page:
         """Return one page of agent logs, oldest first unless ``order='desc'``."""
-        store = self.store
-
-        def where(q: Query) -> list[str]:
-            conditions = []
-            if agent_id is not None:
-                conditions.append(f"agent_id = {q.p(check_uuid(agent_id, 'agent_id'))}")
-            if session_id is not None:
-                session = q.p(check_text(session_id, "session_id"))
-                conditions.append(
-                    f"agent_id IN (SELECT id FROM agents WHERE session_id = {session})"
-                )
-            conditions += self._levels(q, log_level, min_level)
-            if log_type is not None:
-                conditions.append(f"log_type = {q.p(check_text(log_type, 'log_type'))}")
-            return conditions + self._time_range(q, store, since, until)
+        where = (self._where().uuid("agent_id", agent_id).in_session(session_id)
+                 .levels(log_level, min_level).text("log_type", log_type).created(since, until))
         return await self._page("agent_logs", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)
 
-    async def list_agent_logs(self, agent_id: str | None = None, **filters: Any
-                              ) -> list[dict[str, Any]]:
-        """Return agent logs (filters and paging as ``page_agent_logs``)."""
-        return (await self.page_agent_logs(agent_id, **filters)).items
-
-    def iter_agent_logs(self, agent_id: str | None = None, **filters: Any
-                        ) -> AsyncIterator[dict[str, Any]]:
-        """Stream every agent log matching the filters."""
-        return self._iter(self.page_agent_logs, {"agent_id": agent_id, **filters})
+    list_agent_logs = lister("page_agent_logs", "agent logs")
+    iter_agent_logs = streamer("page_agent_logs", "agent log")
 
     async def list_recent_agent_logs(self, limit: int = 50, **filters: Any
                                      ) -> list[dict[str, Any]]:
@@ -211,24 +193,14 @@ class LogOperations(QueryBuilder):
         order: Order = "asc", offset: int | None = None,
     ) -> Page:
         """Return one page of system logs, oldest first unless ``order='desc'``."""
-        store = self.store
-        source = source if source is not None else component
-
-        def where(q: Query) -> list[str]:
-            conditions = self._levels(q, log_level, min_level)
-            if source is not None:
-                conditions.append(f"source = {q.p(check_text(source, 'source'))}")
-            return conditions + self._time_range(q, store, since, until)
+        where = (self._where().levels(log_level, min_level)
+                 .text("source", source if source is not None else component)
+                 .created(since, until))
         return await self._page("system_logs", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)
 
-    async def list_system_logs(self, **filters: Any) -> list[dict[str, Any]]:
-        """Return system logs (filters and paging as ``page_system_logs``)."""
-        return (await self.page_system_logs(**filters)).items
-
-    def iter_system_logs(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Stream every system log matching the filters."""
-        return self._iter(self.page_system_logs, filters)
+    list_system_logs = lister("page_system_logs", "system logs")
+    iter_system_logs = streamer("page_system_logs", "system log")
 
     async def list_recent_system_logs(self, limit: int = 50, **filters: Any
                                       ) -> list[dict[str, Any]]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from .. import pricing
 from ..errors import DuplicateError, ForeignKeyError, ReferencedError
 from ..ids import uuid7
 from ..models import (
@@ -18,13 +18,13 @@ from ..models import (
     OrchestratorAgentUpdate,
     PromptCreate,
     PromptUpdate,
+    SystemLogCreate,
     utc_now,
 )
 from ..pagination import DEFAULT_LIMIT, Order, Page
-from ..store import Query
 from ..tables import COLUMNS, TERMINAL_AGENT_STATUSES
 from ..validation import check_choice, check_text, check_time, check_uuid, short, validate
-from .queries import QueryBuilder
+from .queries import QueryBuilder, lister, streamer
 
 
 class RecordOperations(QueryBuilder):
@@ -85,24 +85,13 @@ class RecordOperations(QueryBuilder):
         offset: int | None = None,
     ) -> Page:
         """Return one page of orchestrator agents, oldest first unless ``order='desc'``."""
-        def where(q: Query) -> list[str]:
-            conditions = []
-            if status is not None:
-                st = check_choice(status, ORCHESTRATOR_AGENT_STATUSES, "status")
-                conditions.append(f"status = {q.p(st)}")
-            if agent_type is not None:
-                conditions.append(f"agent_type = {q.p(check_text(agent_type, 'agent_type'))}")
-            return conditions
+        where = (self._where().choice("status", status, ORCHESTRATOR_AGENT_STATUSES)
+                 .text("agent_type", agent_type))
         return await self._page("orchestrator_agents", where, limit=limit, cursor=cursor,
                                 order=order, offset=offset)
 
-    async def list_orchestrator_agents(self, **filters: Any) -> list[dict[str, Any]]:
-        """Return orchestrator agents (filters and paging as ``page_orchestrator_agents``)."""
-        return (await self.page_orchestrator_agents(**filters)).items
-
-    def iter_orchestrator_agents(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Stream every orchestrator agent matching the filters."""
-        return self._iter(self.page_orchestrator_agents, filters)
+    list_orchestrator_agents = lister("page_orchestrator_agents", "orchestrator agents")
+    iter_orchestrator_agents = streamer("page_orchestrator_agents", "orchestrator agent")
 
     async def update_orchestrator_agent(self, orchestrator_agent_id: str, **fields: Any) -> bool:
         """Change fields of an orchestrator agent; False if it does not exist."""
@@ -156,20 +145,26 @@ class RecordOperations(QueryBuilder):
         metadata: dict[str, Any] | None = None,
         started_at: datetime | str | None = None,
         completed_at: datetime | str | None = None,
+        parent_agent_id: str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> str:
         """Create a runtime agent in a session and return its id.
 
         Created ``executing``, it gets ``started_at`` now; created in a final status, it gets
-        ``completed_at`` now (unless the caller gives them).
+        ``completed_at`` now (unless the caller gives them). ``parent_agent_id`` makes it a
+        sub-agent of another run; ``trace_id`` / ``span_id`` (lowercase hex) name the
+        OpenTelemetry span it was made from.
 
         Raises:
-            ForeignKeyError: the orchestrator agent does not exist.
+            ForeignKeyError: the orchestrator agent or the parent agent does not exist.
         """
         oa_id = check_uuid(orchestrator_agent_id, "orchestrator_agent_id")
         data = validate(AgentCreate, {
             "orchestrator_agent_id": oa_id, "session_id": session_id, "status": status,
             "name": name, "model": model, "metadata": metadata, "started_at": started_at,
-            "completed_at": completed_at,
+            "completed_at": completed_at, "parent_agent_id": parent_agent_id,
+            "trace_id": trace_id, "span_id": span_id,
         })
         now = utc_now()
         row_id = uuid7()
@@ -183,6 +178,10 @@ class RecordOperations(QueryBuilder):
         try:
             await self._insert("agents", values)
         except ForeignKeyError as exc:
+            parent = data.parent_agent_id
+            if parent is not None and await self.get_orchestrator_agent(oa_id) is not None:
+                raise ForeignKeyError(f"parent agent {parent} does not exist",
+                                      field="parent_agent_id", id=parent) from exc.__cause__
             raise ForeignKeyError(
                 f"orchestrator agent {oa_id} does not exist", field="orchestrator_agent_id",
                 id=oa_id,
@@ -197,31 +196,21 @@ class RecordOperations(QueryBuilder):
         self, *, session_id: str | None = None, orchestrator_agent_id: str | None = None,
         status: str | None = None, since: Any = None, until: Any = None,
         limit: int = DEFAULT_LIMIT, cursor: str | None = None, order: Order = "asc",
-        offset: int | None = None,
+        offset: int | None = None, parent_agent_id: str | None = None,
     ) -> Page:
-        """Return one page of runtime agents, oldest first unless ``order='desc'``."""
-        store = self.store
+        """Return one page of runtime agents, oldest first unless ``order='desc'``.
 
-        def where(q: Query) -> list[str]:
-            conditions = []
-            if session_id is not None:
-                conditions.append(f"session_id = {q.p(check_text(session_id, 'session_id'))}")
-            if orchestrator_agent_id is not None:
-                oa = check_uuid(orchestrator_agent_id, "orchestrator_agent_id")
-                conditions.append(f"orchestrator_agent_id = {q.p(oa)}")
-            if status is not None:
-                conditions.append(f"status = {q.p(check_choice(status, AGENT_STATUSES, 'status'))}")
-            return conditions + self._time_range(q, store, since, until)
+        ``parent_agent_id`` lists the sub-agents one run started (its direct children).
+        """
+        where = (self._where().text("session_id", session_id)
+                 .uuid("orchestrator_agent_id", orchestrator_agent_id)
+                 .uuid("parent_agent_id", parent_agent_id)
+                 .choice("status", status, AGENT_STATUSES).created(since, until))
         return await self._page("agents", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)
 
-    async def list_agents(self, **filters: Any) -> list[dict[str, Any]]:
-        """Return runtime agents (filters and paging as ``page_agents``)."""
-        return (await self.page_agents(**filters)).items
-
-    def iter_agents(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Stream every runtime agent matching the filters."""
-        return self._iter(self.page_agents, filters)
+    list_agents = lister("page_agents", "runtime agents")
+    iter_agents = streamer("page_agents", "runtime agent")
 
     async def list_agents_by_session(self, session_id: str, **filters: Any
                                      ) -> list[dict[str, Any]]:
@@ -290,6 +279,8 @@ class RecordOperations(QueryBuilder):
         tokens_output: int = 0,
         cost_usd: float = 0.0,
         completed_at: datetime | str | None = None,
+        trace_id: str | None = None,
+        span_id: str | None = None,
     ) -> str:
         """Record a prompt sent to an agent and return its id.
 
@@ -300,7 +291,8 @@ class RecordOperations(QueryBuilder):
         data = validate(PromptCreate, {
             "agent_id": agent_id, "content": content, "response": response, "model": model,
             "status": status, "tokens_input": tokens_input, "tokens_output": tokens_output,
-            "cost_usd": cost_usd, "completed_at": completed_at,
+            "cost_usd": cost_usd, "completed_at": completed_at, "trace_id": trace_id,
+            "span_id": span_id,
         })
         row_id = uuid7()
         try:
@@ -322,32 +314,14 @@ class RecordOperations(QueryBuilder):
         order: Order = "asc", offset: int | None = None,
     ) -> Page:
         """Return one page of prompts, oldest first unless ``order='desc'``."""
-        store = self.store
-
-        def where(q: Query) -> list[str]:
-            conditions = []
-            if agent_id is not None:
-                conditions.append(f"agent_id = {q.p(check_uuid(agent_id, 'agent_id'))}")
-            if session_id is not None:
-                session = q.p(check_text(session_id, "session_id"))
-                conditions.append(
-                    f"agent_id IN (SELECT id FROM agents WHERE session_id = {session})"
-                )
-            if status is not None:
-                conditions.append(f"status = {q.p(check_choice(status, PROMPT_STATUSES, 'status'))}")
-            if model is not None:
-                conditions.append(f"model = {q.p(check_text(model, 'model'))}")
-            return conditions + self._time_range(q, store, since, until)
+        where = (self._where().uuid("agent_id", agent_id).in_session(session_id)
+                 .choice("status", status, PROMPT_STATUSES).text("model", model)
+                 .created(since, until))
         return await self._page("prompts", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)
 
-    async def list_prompts(self, **filters: Any) -> list[dict[str, Any]]:
-        """Return prompts (filters and paging as ``page_prompts``)."""
-        return (await self.page_prompts(**filters)).items
-
-    def iter_prompts(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
-        """Stream every prompt matching the filters."""
-        return self._iter(self.page_prompts, filters)
+    list_prompts = lister("page_prompts", "prompts")
+    iter_prompts = streamer("page_prompts", "prompt")
 
     async def list_prompts_by_agent(self, agent_id: str, **filters: Any) -> list[dict[str, Any]]:
         """Return the prompts of one agent in creation order."""
@@ -360,15 +334,46 @@ class RecordOperations(QueryBuilder):
         *,
         tokens_input: int = 0,
         tokens_output: int = 0,
-        cost_usd: float = 0.0,
+        cost_usd: float | None = None,
         status: str = "completed",
     ) -> bool:
-        """Store a prompt's response, tokens and cost and mark it done; False if missing."""
-        return await self.update_prompt(
-            prompt_id, response=response, tokens_input=tokens_input,
-            tokens_output=tokens_output, cost_usd=cost_usd, status=status,
-            completed_at=utc_now(),
-        )
+        """Store a prompt's response, tokens and cost and mark it done; False if missing.
+
+        Without ``cost_usd``, a prompt with a model is priced from its tokens (genai-prices'
+        table, at the current time), unless it already carries a cost, which is kept. A model
+        the table does not know leaves the cost at 0 and says so once per process in the
+        system log (source ``orchestrator_db.pricing``): never a guess.
+        """
+        fields: dict[str, Any] = {"response": response, "tokens_input": tokens_input,
+                                  "tokens_output": tokens_output, "status": status,
+                                  "completed_at": utc_now()}
+        if cost_usd is not None:
+            fields["cost_usd"] = cost_usd
+        else:
+            prompt = await self.get_prompt(prompt_id)
+            if prompt is None:
+                return False
+            if prompt["model"] and not prompt["cost_usd"]:
+                fields["cost_usd"] = await self._priced(prompt["model"], tokens_input,
+                                                        tokens_output)
+        return await self.update_prompt(prompt_id, **fields)
+
+    async def _priced(self, model: str, tokens_input: Any, tokens_output: Any) -> Any:
+        """The cost of a completed prompt (0 for an unknown model, noted once)."""
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                   for n in (tokens_input, tokens_output)):
+            return 0.0  # the update refuses the tokens with the usual message
+        cost = pricing.price(model, tokens_input, tokens_output)
+        if cost is None:
+            if pricing.first_miss(model):
+                note = validate(SystemLogCreate, {
+                    "message": f"no price known for model {model!r}: its prompts are stored "
+                               "with cost 0", "log_level": "WARNING",
+                    "source": "orchestrator_db.pricing", "details": {"model": model}})
+                await self._insert("system_logs", {**note.__dict__, "id": uuid7(),
+                                                   "created_at": utc_now()})
+            return 0.0
+        return cost
 
     async def update_prompt(self, prompt_id: str, **fields: Any) -> bool:
         """Change fields of a prompt; False if it does not exist."""

@@ -162,6 +162,12 @@ class Store(abc.ABC):
 
     def __init__(self, target: Target) -> None:
         self.target = target
+        #: Refuse to create the database (or, on PostgreSQL, its schema) when it is not there:
+        #: read-only commands say "no database at ..." instead of making an empty one.
+        self.must_exist = False
+        #: Open without writing anything, migrations included (``copy`` and ``backup`` read
+        #: their source so): a schema that is not the newest is a SchemaError instead.
+        self.read_only = False
 
     @classmethod
     @abc.abstractmethod
@@ -226,9 +232,21 @@ class Store(abc.ABC):
         """
 
     # schema ----------------------------------------------------------------------------------
-    @abc.abstractmethod
     async def schema_version(self) -> int:
         """Return the newest applied migration, or 0 for an empty database."""
+        rows = await self.fetch("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
+        return int(rows[0]["v"])
+
+    @abc.abstractmethod
+    async def backup(self, dest: Path) -> None:
+        """Write a consistent snapshot of the database to a new SQLite file ``dest``.
+
+        Writers keep going meanwhile; the snapshot holds every commit made before it started.
+        """
+
+    @abc.abstractmethod
+    async def restore(self, src: Path) -> None:
+        """Replace the database's contents with a snapshot ``backup`` wrote."""
 
     @abc.abstractmethod
     async def storage_bytes(self) -> int:

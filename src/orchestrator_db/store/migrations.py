@@ -182,3 +182,14 @@ def _strip_comments(text: str) -> str:
         .rstrip(";")
         .strip()
     )
+
+
+def pending(migrations: list[Migration], applied: set[int]) -> list[Migration]:
+    """Return the migrations not applied yet; SchemaError if the database is the newer one."""
+    newest = migrations[-1].version
+    if applied and max(applied) > newest:
+        raise SchemaError(
+            f"the database schema (version {max(applied)}) is newer than this orchestrator-db "
+            f"(version {newest}); upgrade the package"
+        )
+    return [m for m in migrations if m.version not in applied]

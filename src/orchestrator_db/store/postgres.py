@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ..config import Dialect, Target
-from ..errors import NotConnectedError, OrchestratorDBError, SchemaError
+from ..errors import NotConnectedError, NotFoundError, OrchestratorDBError, SchemaError
 from .base import Query, Store, TxState, active_tx, hold_tx, tx_level
 from .changes import ChangeReader
-from .migrations import load_migrations, split_sql_script
+from .migrations import load_migrations, pending, split_sql_script
 from .postgres_changes import PostgresChangeReader
 from .postgres_driver import DRIVER_ERRORS, init_connection, rowcount, rows_of, translate_error
 from .postgres_group import PostgresGroupCommit
@@ -73,23 +73,41 @@ class PostgresStore(Store):
     async def open(self) -> None:
         migrations = load_migrations(self.dialect)
         try:
+            settings = dict(self.server_settings)
+            if self.read_only:  # the server refuses every write of these connections
+                settings["default_transaction_read_only"] = "on"
             self._pool = await asyncpg.create_pool(
                 self.target.url, min_size=self.min_size, max_size=self.max_size,
-                init=init_connection, server_settings=self.server_settings or None,
+                init=init_connection, server_settings=settings or None,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise OrchestratorDBError(
                 f"cannot connect to PostgreSQL at {self.target.display()}: {exc}"
             ) from exc
         try:
-            await self._migrate(migrations)
+            if self.read_only:
+                await self._check_current(migrations)
+            else:
+                await self._migrate(migrations)
         except BaseException:
             await self._pool.close()
             self._pool = None
             raise
 
+    async def _check_current(self, migrations: list[Any]) -> None:
+        """Read-only: the schema must be there and the newest; nothing is applied."""
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
+                raise NotFoundError(f"no orchestrator-db schema at {self.target.display()}")
+            applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        if pending(migrations, applied):
+            raise SchemaError(
+                f"{self.target.display()} is at schema version {max(applied, default=0)}; this "
+                f"orchestrator-db reads version {migrations[-1].version} and opens it read-only, "
+                f"so it is not migrated: run `orchestrator-db upgrade --url ...` first")
+
     async def _migrate(self, migrations: list[Any]) -> None:
-        newest = migrations[-1].version
         assert self._pool is not None
         async with self._pool.acquire() as conn:
             try:
@@ -97,16 +115,14 @@ class PostgresStore(Store):
                     # Serialise concurrent first connections: the second waits, then finds
                     # everything applied.
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+                    if self.must_exist and await conn.fetchval(
+                            "SELECT to_regclass('schema_migrations') IS NULL"):
+                        raise NotFoundError(
+                            f"no orchestrator-db schema at {self.target.display()}; create it "
+                            "with `orchestrator-db upgrade --url ...`")
                     await conn.execute(MIGRATIONS_TABLE_SQL)
                     applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                    if applied and max(applied) > newest:
-                        raise SchemaError(
-                            f"the database schema (version {max(applied)}) is newer than this "
-                            f"orchestrator-db (version {newest}); upgrade the package"
-                        )
-                    for migration in migrations:
-                        if migration.version in applied:
-                            continue
+                    for migration in pending(migrations, applied):
                         for statement in split_sql_script(migration.sql):
                             await conn.execute(statement)
                         await conn.execute(
@@ -266,10 +282,6 @@ class PostgresStore(Store):
         return PostgresChangeReader(self, poll_interval=poll_interval)
 
     # schema ----------------------------------------------------------------------------------
-    async def schema_version(self) -> int:
-        rows = await self.fetch("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
-        return int(rows[0]["v"])
-
     @classmethod
     def render_schema(cls) -> str:
         migrations = load_migrations(Dialect.POSTGRES)
@@ -280,6 +292,16 @@ class PostgresStore(Store):
             parts += [f"-- migration {migration.version:04d}_{migration.name}",
                       migration.sql.strip(), ""]
         return "\n".join(parts)
+
+    async def backup(self, dest: Path) -> None:
+        raise OrchestratorDBError(
+            "backup writes SQLite snapshots; for PostgreSQL use `pg_dump`, or copy the database "
+            f"into a SQLite file: orchestrator-db copy {self.target.display()} sqlite:///{dest}")
+
+    async def restore(self, src: Path) -> None:
+        raise OrchestratorDBError(
+            "restore reads SQLite snapshots; for PostgreSQL use `pg_restore`, or copy a SQLite "
+            f"file in: orchestrator-db copy sqlite:///{src} {self.target.display()}")
 
     async def storage_bytes(self) -> int:
         rows = await self.fetch("SELECT pg_database_size(current_database()) AS n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from ..errors import (
 from ..jsoncodec import decode_json, dumps_json
 from ..models import format_ts
 
+_UNIQUE_KEY = re.compile(r"Key \(([^)]*)\)=")
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
@@ -32,7 +34,12 @@ def translate_error(exc: Exception) -> OrchestratorDBError:
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return ForeignKeyError("a referenced record does not exist")
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return DuplicateError(f"duplicate value ({getattr(exc, 'detail', None) or msg})")
+        detail = getattr(exc, "detail", None) or msg
+        # "Key (name)=(planner) already exists.": the column, as SQLite names it (the last one
+        # of a composite key).
+        key = _UNIQUE_KEY.search(detail)
+        column = key.group(1).rsplit(",", 1)[-1].strip() if key else None
+        return DuplicateError(f"duplicate value ({detail})", field=column)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return ConstraintError(f"constraint failed: {msg}")
     if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):

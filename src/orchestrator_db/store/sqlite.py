@@ -12,6 +12,7 @@ to the busy timeout without blocking the event loop. The connection and its thre
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,13 +21,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Dialect, Target
-from ..errors import SchemaNotFoundError
+from ..errors import (
+    DuplicateError,
+    NotFoundError,
+    OrchestratorDBError,
+    SchemaError,
+    SchemaNotFoundError,
+)
 from ..jsoncodec import JsonText
 from ..models import format_ts
 from ..tables import JSON_FIELDS
 from .base import Query, Store, TxState, active_tx, hold_tx, tx_level
 from .changes import ChangeReader
-from .migrations import load_migrations
+from .migrations import load_migrations, split_sql_script
 from .sqlite_changes import SQLiteChangeReader
 from .sqlite_connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -81,11 +88,16 @@ class SQLiteStore(Store):
 
     # lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
+        if (self.must_exist or self.read_only) and not self.path.is_file():
+            raise NotFoundError(f"no database at {self.path}; create it with `orchestrator-db "
+                                "upgrade`, or name an existing one with --db / --url",
+                                path=str(self.path))
         if self.schema_file is not None and not self.schema_file.is_file():
             raise SchemaNotFoundError(
                 f"schema file not found: {self.schema_file}", path=str(self.schema_file)
             )
-        await self.connection.open(load_migrations(self.dialect), self.schema_file)
+        await self.connection.open(load_migrations(self.dialect), self.schema_file,
+                                   read_only=self.read_only)
 
     async def close(self) -> None:
         # Writes already awaited by callers are committed before the connection goes away.
@@ -258,13 +270,20 @@ class SQLiteStore(Store):
         return SQLiteChangeReader(self, poll_interval=poll_interval)
 
     # schema ----------------------------------------------------------------------------------
-    async def schema_version(self) -> int:
-        rows = await self.fetch("SELECT coalesce(max(version), 0) AS v FROM schema_migrations")
-        return int(rows[0]["v"])
-
     @classmethod
     def render_schema(cls) -> str:
         return render_sqlite_schema()
+
+    async def backup(self, dest: Path) -> None:
+        # A connection of its own, on the store's thread: SQLite's online backup copies one
+        # read snapshot (WAL readers never block writers), so writers go on meanwhile; copying
+        # the file instead would miss what is still in the WAL.
+        await self.connection.in_thread(_backup, self.path, dest, self.busy_timeout_ms)
+
+    async def restore(self, src: Path) -> None:
+        async with self.connection.lock:
+            await self.connection.in_thread(_restore, src, self.connection.get(),
+                                            self.busy_timeout_ms)
 
     async def storage_bytes(self) -> int:
         total = 0
@@ -272,6 +291,10 @@ class SQLiteStore(Store):
             with contextlib.suppress(OSError):
                 total += Path(f"{self.path}{suffix}").stat().st_size
         return total
+
+
+_IF_NOT_EXISTS = re.compile(r"^(CREATE (?:TABLE|(?:UNIQUE )?INDEX|TRIGGER|VIEW))\s+(?!IF NOT EXISTS)",
+                            re.IGNORECASE)
 
 
 def render_sqlite_schema() -> str:
@@ -289,9 +312,21 @@ def render_sqlite_schema() -> str:
         "PRAGMA journal_mode = WAL;",
         "",
     ]
-    for migration in migrations:
-        parts.append(f"-- migration {migration.version:04d}_{migration.name}")
-        parts.append(migration.sql.strip())
+    # The migrations are applied to an empty in-memory database and its final schema written
+    # out: ALTER TABLE ... ADD COLUMN (migration 0004) cannot be repeated, CREATE ... IF NOT
+    # EXISTS can, so the script stays safe to run twice.
+    scratch = sqlite3.connect(":memory:")
+    try:
+        for migration in migrations:
+            for statement in split_sql_script(migration.sql):
+                scratch.execute(statement)
+        objects = scratch.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY rowid").fetchall()
+    finally:
+        scratch.close()
+    for (sql,) in objects:
+        parts.append(_IF_NOT_EXISTS.sub(r"\1 IF NOT EXISTS ", sql.strip()) + ";")
         parts.append("")
     parts.append(MIGRATIONS_TABLE_SQL + ";")
     for migration in migrations:
@@ -301,6 +336,57 @@ def render_sqlite_schema() -> str:
             "strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'));"
         )
     return "\n".join(parts) + "\n"
+
+
+
+def _backup(src_path: Path, dest: Path, busy_timeout_ms: int) -> None:
+    if dest.exists():
+        raise DuplicateError(f"{dest} already exists; backup never overwrites a file",
+                             field="dest")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = sqlite3.connect(f"{src_path.resolve().as_uri()}?mode=ro", uri=True)
+    except (OSError, sqlite3.Error) as exc:
+        raise OrchestratorDBError(f"cannot back up {src_path} to {dest}: {exc}") from exc
+    try:
+        src.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # sql-ok: int
+        target = sqlite3.connect(dest)
+        try:
+            src.backup(target)
+            target.execute("PRAGMA journal_mode = WAL")
+        finally:
+            target.close()
+    except sqlite3.Error as exc:
+        with contextlib.suppress(OSError):
+            dest.unlink()
+        raise translate_error(exc, busy_timeout_ms) from exc
+    finally:
+        src.close()
+
+
+def _restore(src_path: Path, conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    if not src_path.is_file():
+        raise NotFoundError(f"no backup at {src_path}", path=str(src_path))
+    try:
+        src = sqlite3.connect(f"{src_path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise OrchestratorDBError(f"cannot open {src_path}: {exc}") from exc
+    try:
+        check = src.execute("PRAGMA integrity_check").fetchone()[0]
+        has_schema = src.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                 "AND name = 'schema_migrations'").fetchone()[0]
+        if check != "ok" or not has_schema:
+            raise SchemaError(f"{src_path} is not an orchestrator-db backup "
+                              f"(integrity: {check}; schema table: {bool(has_schema)})")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # sql-ok: int
+        try:
+            src.backup(conn)
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+    except sqlite3.Error as exc:
+        raise translate_error(exc, busy_timeout_ms) from exc
+    finally:
+        src.close()
 
 
 __all__ = ["INLINE_ROWS", "SQLiteStore", "render_sqlite_schema"]

@@ -28,7 +28,7 @@ from ..errors import (
 from ..jsoncodec import decode_json
 from ..models import format_ts
 from ..tables import JSON_FIELDS
-from .migrations import Migration, split_sql_script
+from .migrations import Migration, pending, split_sql_script
 
 T = TypeVar("T")
 
@@ -115,17 +115,10 @@ def rows_of(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
 def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file: Path | None
              ) -> None:
     """Apply pending migrations under the write lock (so two processes never both do)."""
-    newest = migrations[-1].version
-    wanted = {m.version for m in migrations}
     with contextlib.suppress(sqlite3.OperationalError):
         # fetchall(): a half-read SELECT would keep a read lock open while others migrate.
         applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-        if applied and max(applied) > newest:
-            raise SchemaError(
-                f"the database schema (version {max(applied)}) is newer than this orchestrator-db "
-                f"(version {newest}); upgrade the package"
-            )
-        if applied >= wanted and schema_file is None:
+        if not pending(migrations, applied) and schema_file is None:
             return
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -138,14 +131,7 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
                     conn.execute(statement)
         conn.execute(MIGRATIONS_TABLE_SQL)
         applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
-        if applied and max(applied) > newest:
-            raise SchemaError(
-                f"the database schema (version {max(applied)}) is newer than this "
-                f"orchestrator-db (version {newest}); upgrade the package"
-            )
-        for migration in migrations:
-            if migration.version in applied:
-                continue
+        for migration in pending(migrations, applied):
             for statement in split_sql_script(migration.sql):
                 conn.execute(statement)
             conn.execute(
@@ -170,11 +156,17 @@ class SQLiteConnection:
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
 
-    async def open(self, migrations: list[Migration], schema_file: Path | None) -> None:
-        """Connect, apply the settings and the pending migrations (on the connection's thread)."""
+    async def open(self, migrations: list[Migration], schema_file: Path | None, *,
+                   read_only: bool = False) -> None:
+        """Connect, apply the settings and the pending migrations (on the connection's thread).
+
+        ``read_only``: open the file read-only and apply nothing; a schema that is not the
+        newest is a SchemaError saying what to run.
+        """
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrator-db")
+        connect = self._connect_read_only if read_only else self._connect_and_migrate
         try:
-            self._conn = await self.in_thread(self._connect_and_migrate, migrations, schema_file)
+            self._conn = await self.in_thread(connect, migrations, schema_file)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -202,18 +194,47 @@ class SQLiteConnection:
             raise
         return conn
 
+    def _connect_read_only(self, migrations: list[Migration], schema_file: Path | None
+                           ) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OrchestratorDBError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
+            conn.execute("PRAGMA query_only = ON")  # and nothing here may write by mistake
+            applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            if pending(migrations, applied):
+                raise SchemaError(
+                    f"{self.path} is at schema version {max(applied, default=0)}; this "
+                    f"orchestrator-db reads version {migrations[-1].version} and opens it read-"
+                    f"only, so it is not migrated: run `orchestrator-db upgrade --db {self.path}` "
+                    "first")
+            conn.execute("PRAGMA busy_timeout = 0")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate_error(exc, self.busy_timeout_ms) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     async def close(self) -> None:
         """Close the connection (once whoever uses it is done) and stop the thread."""
         conn, self._conn = self._conn, None
         executor, self._executor = self._executor, None
         if conn is not None:
             async with self.lock:
-                with contextlib.suppress(sqlite3.Error):
-                    # Let SQLite keep its query planner statistics fresh (cheap, bounded).
-                    conn.execute("PRAGMA optimize")
-                conn.close()
+                # On the store's thread, not the event loop: PRAGMA optimize may run ANALYZE
+                # and closing checkpoints the WAL, each milliseconds on a large database.
+                if executor is not None:
+                    await asyncio.get_running_loop().run_in_executor(executor, _close, conn)
+                else:
+                    _close(conn)
         if executor is not None:
-            executor.shutdown(wait=True)
+            # The thread is idle now; joining it needs no waiting on the event loop.
+            executor.shutdown(wait=False)
 
     def get(self) -> sqlite3.Connection:
         """Return the open connection, or raise NotConnectedError."""
@@ -280,6 +301,14 @@ class SQLiteConnection:
                 raise
             await self.in_thread(self.waiting, lambda: conn.execute("BEGIN IMMEDIATE"))
         return conn
+
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        # Let SQLite keep its query planner statistics fresh (cheap, bounded).
+        conn.execute("PRAGMA optimize")
+    conn.close()
 
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "MIGRATIONS_TABLE_SQL", "SQLiteConnection", "is_busy",

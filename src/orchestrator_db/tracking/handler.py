@@ -191,9 +191,14 @@ class OrchestratorDBHandler(logging.Handler):
         with self._cond:
             if self._thread.is_alive() or self._closing or self._startup_error is not None:
                 return
+            # The batch the dead writer had taken off the queue is lost with it: count it as
+            # failed, so written + failed still adds up and flush() does not wait for it.
+            lost = self._accepted - len(self._queue) - self._done
+            self.failed += lost
+            self._done += lost
             self.restarts += 1
             self._thread = self._start_writer()
-        self._report("writer thread died and was restarted")
+        self._report(f"writer thread died and was restarted ({lost} record(s) lost with it)")
 
     @property
     def healthy(self) -> bool:

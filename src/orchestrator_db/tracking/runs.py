@@ -28,6 +28,10 @@ T = TypeVar("T")
 current_agent_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "orchestrator_db_agent_id", default=None
 )
+# The innermost run the current code is inside: a run started within it is its sub-agent.
+current_run: contextvars.ContextVar[AgentRun | None] = contextvars.ContextVar(
+    "orchestrator_db_run", default=None
+)
 
 
 class Runner(Protocol):
@@ -68,14 +72,17 @@ class PromptHandle:
         return self.prompt_id
 
     async def complete(self, response: str | None, *, tokens_input: int = 0,
-                       tokens_output: int = 0, cost_usd: float = 0.0) -> bool:
-        """Store the response, tokens and cost and mark the prompt completed."""
+                       tokens_output: int = 0, cost_usd: float | None = None) -> bool:
+        """Store the response, tokens and cost and mark the prompt completed.
+
+        Without ``cost_usd`` the cost is computed from the prompt's model and tokens.
+        """
         return await self._db.complete_prompt(self.prompt_id, response,
                                               tokens_input=tokens_input,
                                               tokens_output=tokens_output, cost_usd=cost_usd)
 
     async def fail(self, response: str | None = None, *, tokens_input: int = 0,
-                   tokens_output: int = 0, cost_usd: float = 0.0) -> bool:
+                   tokens_output: int = 0, cost_usd: float | None = None) -> bool:
         """Mark the prompt failed (tokens and cost spent on it still count)."""
         return await self._db.complete_prompt(self.prompt_id, response,
                                               tokens_input=tokens_input,
@@ -104,8 +111,11 @@ class AgentRun:
         self.description = description
         self.metadata = metadata
         self.orchestrator_agent_id: str | None = None
+        #: The run this one was started inside (same manager), if any: its parent agent.
+        self.parent_agent_id: str | None = None
         self._agent_id: str | None = None
         self._token: contextvars.Token[str | None] | None = None
+        self._run_token: contextvars.Token[AgentRun | None] | None = None
 
     @property
     def agent_id(self) -> str:
@@ -128,11 +138,14 @@ class AgentRun:
                 raise
             return str(found["id"])
 
-    async def _start(self) -> str:
+    async def _start(self, parent: AgentRun | None = None) -> str:
+        if parent is not None and parent._db is self._db and parent._agent_id is not None:
+            self.parent_agent_id = parent._agent_id
         self.orchestrator_agent_id = await self._orchestrator_agent_id()
         self._agent_id = await self._db.create_agent(
             self.orchestrator_agent_id, self.session_id, status="executing", name=self.name,
             model=self.model, metadata=self.metadata, started_at=utc_now(),
+            parent_agent_id=self.parent_agent_id,
         )
         return self._agent_id
 
@@ -162,8 +175,9 @@ class AgentRun:
                 exc.add_note(f"orchestrator-db could not mark the run {status}: {status_exc!r}")
 
     async def __aenter__(self) -> AgentRun:
-        await self._start()
+        await self._start(current_run.get())
         self._token = current_agent_id.set(self._agent_id)
+        self._run_token = current_run.set(self)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -171,6 +185,9 @@ class AgentRun:
         if self._token is not None:
             current_agent_id.reset(self._token)
             self._token = None
+        if self._run_token is not None:
+            current_run.reset(self._run_token)
+            self._run_token = None
         await self._finish(exc)
 
     async def log(self, message: str, level: str = "INFO", *, log_type: str = "event",
@@ -223,6 +240,7 @@ class SyncAgentRun:
         self._run = run
         self._async_run = agent_run
         self._token: contextvars.Token[str | None] | None = None
+        self._run_token: contextvars.Token[AgentRun | None] | None = None
 
     @property
     def agent_id(self) -> str:
@@ -240,8 +258,10 @@ class SyncAgentRun:
         return self._async_run.orchestrator_agent_id
 
     def __enter__(self) -> SyncAgentRun:
-        agent_id = self._run(self._async_run._start())
+        # Read in the caller's thread, where an enclosing `with` block set it.
+        agent_id = self._run(self._async_run._start(current_run.get()))
         self._token = current_agent_id.set(agent_id)
+        self._run_token = current_run.set(self._async_run)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -249,6 +269,9 @@ class SyncAgentRun:
         if self._token is not None:
             current_agent_id.reset(self._token)
             self._token = None
+        if self._run_token is not None:
+            current_run.reset(self._run_token)
+            self._run_token = None
         self._run(self._async_run._finish(exc))
 
     def log(self, message: str, level: str = "INFO", **kwargs: Any) -> str:

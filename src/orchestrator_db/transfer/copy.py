@@ -32,7 +32,8 @@ def _open(url: Source, role: str, *, must_exist: bool) -> CoreManager:
     target = parse_url(os.fspath(url))
     if must_exist and target.path is not None and not target.path.is_file():
         raise CopyError(f"{role} database {target.path} does not exist")
-    return CoreManager(url=target.url)
+    # A copy never changes what it reads: the source is opened read-only, never migrated.
+    return CoreManager(url=target.url, read_only=must_exist)
 
 
 def _same_database(a: CoreManager, b: CoreManager) -> bool:

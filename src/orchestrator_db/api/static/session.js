@@ -68,7 +68,9 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
         h("div", { class: "table-scroll" }, h("table", { class: "table", id: "agents" },
           h("thead", {}, h("tr", {},
             h("th", {}, "Agent"), h("th", {}, "Model"), h("th", {}, "Status"),
-            h("th", {}, "Started"), h("th", { class: "num" }, "Duration"))),
+            h("th", {}, "Started"), h("th", { class: "num" }, "Duration"),
+            h("th", { class: "num", title: "This agent and its sub-agents" }, "Tokens"),
+            h("th", { class: "num", title: "This agent and its sub-agents" }, "Cost"))),
           agentsBody)),
         gantt),
       card("Cost over time", h("span", { class: "muted" }, "cumulative, this session"),
@@ -136,17 +138,66 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
     renderAgents();
   }
 
-  function renderAgents() {
+  // The sub-agent tree: each agent under its parent_agent_id (a parent outside this session
+  // makes it a root here), siblings by start, with its whole subtree's tokens and cost.
+  function agentTree() {
     const agents = [...state.agents.values()].sort((a, b) => a.created_at.localeCompare(b.created_at));
-    mount(agentsBody, agents.length ? agents.map((a) => h("tr", { dataset: { agent: a.id } },
-      h("td", {}, h("div", { class: "strong" }, agentName(a.id)),
-        h("div", { class: "muted mono small" }, a.id.slice(0, 8))),
-      h("td", { class: "mono small" }, a.model || "—"),
-      h("td", {}, badge(a.status)),
-      h("td", { title: a.started_at || "" }, fmtTime(a.started_at)),
-      h("td", { class: "num" }, fmtDuration(ms(a.started_at, a.completed_at)))))
-      : h("tr", {}, h("td", { colspan: 5 }, empty("No agents."))));
-    renderGantt(agents);
+    const children = new Map();
+    for (const a of agents) {
+      const parent = a.parent_agent_id && state.agents.has(a.parent_agent_id) ? a.parent_agent_id : null;
+      if (!children.has(parent)) children.set(parent, []);
+      children.get(parent).push(a);
+    }
+    const own = new Map();
+    for (const p of state.prompts) {
+      const t = own.get(p.agent_id) || { tokens: 0, cost: 0 };
+      t.tokens += p.tokens_input + p.tokens_output;
+      t.cost += p.cost_usd;
+      own.set(p.agent_id, t);
+    }
+    const rows = [];
+    const seen = new Set();
+    const visit = (a, depth) => {
+      if (seen.has(a.id)) return { tokens: 0, cost: 0 }; // a cycle of parents: show it once
+      seen.add(a.id);
+      const row = { agent: a, depth, tokens: 0, cost: 0, children: 0 };
+      rows.push(row);
+      const mine = own.get(a.id) || { tokens: 0, cost: 0 };
+      row.tokens = mine.tokens;
+      row.cost = mine.cost;
+      for (const c of children.get(a.id) || []) {
+        const sub = visit(c, depth + 1);
+        row.tokens += sub.tokens;
+        row.cost += sub.cost;
+        row.children += 1;
+      }
+      return row;
+    };
+    for (const root of children.get(null) || []) visit(root, 0);
+    for (const a of agents) if (!seen.has(a.id)) visit(a, 0);
+    return rows;
+  }
+
+  function renderAgents() {
+    const rows = agentTree();
+    mount(agentsBody, rows.length ? rows.map(({ agent: a, depth, tokens, cost, children }) => {
+      const name = h("td", { class: "agent-cell" },
+        h("div", { class: "strong nowrap" }, depth ? h("span", { class: "tree-branch", "aria-hidden": "true" }, "└ ") : null,
+          agentName(a.id)),
+        h("div", { class: "muted mono small" }, a.id.slice(0, 8),
+          children ? ` · ${children} sub-agent${children > 1 ? "s" : ""}` : ""));
+      name.style.setProperty("--depth", String(Math.min(depth, 12)));
+      return h("tr", { dataset: { agent: a.id, depth: String(depth), parent: a.parent_agent_id || "" } },
+        name,
+        h("td", { class: "mono small" }, a.model || "—"),
+        h("td", {}, badge(a.status)),
+        h("td", { title: a.started_at || "" }, fmtTime(a.started_at)),
+        h("td", { class: "num" }, fmtDuration(ms(a.started_at, a.completed_at))),
+        h("td", { class: "num", dataset: { subtreeTokens: String(tokens) } }, fmtInt(tokens)),
+        h("td", { class: "num strong", dataset: { subtreeCost: String(cost) } }, fmtCost(cost)));
+    })
+      : h("tr", {}, h("td", { colspan: 7 }, empty("No agents."))));
+    renderGantt(rows.map((r) => r.agent));
   }
 
   function renderGantt(agents) {
@@ -200,6 +251,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
   async function loadPrompts() {
     state.prompts = await getAll("/api/prompts", { session_id: sessionId }, 2000);
     renderPrompts();
+    renderAgents(); // subtree tokens and cost
   }
 
   function renderPrompts() {

@@ -1,0 +1,195 @@
+"""OTLP/HTTP bodies: protobuf or JSON, maybe gzipped, in; the Export…ServiceResponse out.
+
+Parsed with ``opentelemetry-proto``'s generated classes (protobuf's C parser), never by hand.
+OTLP JSON differs from protobuf's canonical JSON in one way that matters: trace and span ids are
+hex strings, not base64 (the OTLP specification, "JSON Protobuf Encoding"); they are turned into
+the canonical form before protobuf's JSON parser sees them. Base64 ids, as ``json_format`` writes
+them, are accepted too (their length tells them apart).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from typing import Any, Literal
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from ..errors import OrchestratorDBError
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+Encoding = Literal["protobuf", "json"]
+Signal = Literal["traces", "logs"]
+# A gzipped body may expand to at most this much: a small bomb must not take the server's memory.
+MAX_DECODED_BYTES = 64 * 1024 * 1024
+
+
+class OtlpError(OrchestratorDBError):
+    """An OTLP request the receiver cannot take (the HTTP status says why)."""
+
+    status = 400
+
+
+class UnsupportedMediaType(OtlpError):
+    """The body is neither OTLP protobuf nor OTLP JSON, or its encoding is unknown."""
+
+    status = 415
+
+
+class BadRequest(OtlpError):
+    """The body does not parse as the OTLP message it should be."""
+
+    status = 400
+
+
+def body_encoding(content_type: str | None) -> Encoding:
+    """Return how a body is encoded from its Content-Type, or raise UnsupportedMediaType."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == PROTOBUF:
+        return "protobuf"
+    if media == JSON:
+        return "json"
+    raise UnsupportedMediaType(
+        f"unsupported content type {content_type!r}: send {PROTOBUF} or {JSON}",
+        field="content-type")
+
+
+def decompress(body: bytes, content_encoding: str | None) -> bytes:
+    """Undo ``Content-Encoding`` (identity or gzip), refusing bodies that expand too far."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise UnsupportedMediaType(
+            f"unsupported content encoding {content_encoding!r}: send gzip or none",
+            field="content-encoding")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, MAX_DECODED_BYTES)
+        if inflater.unconsumed_tail:
+            raise BadRequest(f"the gzipped body expands to more than {MAX_DECODED_BYTES} bytes")
+        data += inflater.flush()
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid gzip: {exc}") from exc
+    if not inflater.eof:
+        raise BadRequest("the gzipped body is truncated")
+    return data
+
+
+RequestMessage = ExportTraceServiceRequest | ExportLogsServiceRequest
+
+
+def parse(signal: Signal, body: bytes, encoding: Encoding) -> Any:
+    """Return the Export…ServiceRequest a body holds, or raise BadRequest."""
+    message: RequestMessage = (ExportTraceServiceRequest() if signal == "traces"
+                               else ExportLogsServiceRequest())
+    if encoding == "protobuf":
+        try:
+            message.ParseFromString(body)
+        except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
+            raise BadRequest(f"the body is not an OTLP {signal} protobuf message: {exc}") from exc
+        return message
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be a JSON object")
+    try:
+        _canonical_ids(document, signal)
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise BadRequest(f"the body is not an OTLP {signal} JSON message: {exc}") from exc
+    return message
+
+
+_ID_LENGTHS = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8, "parentSpanId": 8,
+               "parent_span_id": 8}
+
+
+def _canonical_ids(document: dict[str, Any], signal: Signal) -> None:
+    """Rewrite the hex ids of an OTLP JSON document as base64, as protobuf's parser expects."""
+    resources = document.get("resourceSpans" if signal == "traces" else "resourceLogs")
+    if resources is None:
+        resources = document.get("resource_spans" if signal == "traces" else "resource_logs")
+    for resource in _list(resources):
+        scopes = resource.get("scopeSpans", resource.get("scope_spans")) if signal == "traces" \
+            else resource.get("scopeLogs", resource.get("scope_logs"))
+        for scope in _list(scopes):
+            items = scope.get("spans") if signal == "traces" else scope.get(
+                "logRecords", scope.get("log_records"))
+            for item in _list(items):
+                _fix_ids(item)
+                for link in _list(item.get("links")):
+                    _fix_ids(link)
+
+
+def _list(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"expected a JSON array, got {type(value).__name__}")
+    return [v for v in value if isinstance(v, dict)]
+
+
+def _fix_ids(item: dict[str, Any]) -> None:
+    for key, size in _ID_LENGTHS.items():
+        value = item.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        if len(value) == 2 * size:
+            try:
+                item[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
+            except ValueError as exc:
+                raise BadRequest(f"{key} {value!r} is not hex") from exc
+        else:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise BadRequest(f"{key} {value!r} is neither hex nor base64") from exc
+            if len(raw) != size:
+                raise BadRequest(f"{key} {value!r} is not {size} bytes")
+
+
+def response_body(signal: Signal, encoding: Encoding, rejected: int, error_message: str
+                  ) -> bytes:
+    """The Export…ServiceResponse, in the request's encoding, with its partial success."""
+    if encoding == "json":
+        key = "rejectedSpans" if signal == "traces" else "rejectedLogRecords"
+        partial: dict[str, Any] = {key: rejected}
+        if error_message:
+            partial["errorMessage"] = error_message
+        return json.dumps({"partialSuccess": partial}).encode()
+    response: ExportTraceServiceResponse | ExportLogsServiceResponse
+    if signal == "traces":
+        response = ExportTraceServiceResponse()
+        response.partial_success.rejected_spans = rejected
+    else:
+        response = ExportLogsServiceResponse()
+        response.partial_success.rejected_log_records = rejected
+    response.partial_success.error_message = error_message
+    response.partial_success.SetInParent()
+    data: bytes = response.SerializeToString()
+    return data
+
+
+def media_type(encoding: Encoding) -> str:
+    """The Content-Type of a response in ``encoding``."""
+    return PROTOBUF if encoding == "protobuf" else JSON
+
+
+__all__ = ["JSON", "MAX_DECODED_BYTES", "PROTOBUF", "BadRequest", "Encoding", "OtlpError",
+           "Signal", "UnsupportedMediaType", "body_encoding", "decompress", "media_type",
+           "parse", "response_body"]
