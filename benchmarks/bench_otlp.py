@@ -42,7 +42,9 @@ CLIENTS = 4
 CHATS, TOOLS = 6, 3
 PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TARGET_RATE, TARGET_RSS_MB = 5_000, 300
-WORDS = ["agent", "plan", "build", "review", "test", "deploy", "span", "token", "model", "prompt", "cost", "trace", "tool", "call", "result", "session", "orchestrator", "database", "query", "index"]
+WORDS = ["agent", "plan", "build", "review", "test", "deploy", "span", "token", "model", "prompt",
+         "cost", "trace", "tool", "call", "result", "session", "orchestrator", "database",
+         "query", "index"]
 
 
 def _kv(key: str, value: Any) -> KeyValue:
