@@ -223,13 +223,22 @@ class Store(abc.ABC):
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """Group statements atomically; nested use makes a savepoint."""
 
-    @abc.abstractmethod
-    def snapshot(self) -> AbstractAsyncContextManager[None]:
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
         """Read in one consistent snapshot: every read in the block sees the same commits.
 
         For aggregates over several tables (a prune committing between two of their reads
         would count the same cost twice). Inside a transaction, the transaction's own view.
         """
+        if active_tx(self) is not None:
+            yield
+            return
+        async with self.read_snapshot():
+            yield
+
+    @abc.abstractmethod
+    def read_snapshot(self) -> AbstractAsyncContextManager[None]:
+        """Open a read-only transaction whose reads all see one snapshot (see ``snapshot``)."""
 
     # schema ----------------------------------------------------------------------------------
     async def schema_version(self) -> int:

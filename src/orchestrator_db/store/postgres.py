@@ -18,7 +18,7 @@ import asyncpg
 
 from ..config import Dialect, Target
 from ..errors import NotConnectedError, NotFoundError, OrchestratorDBError, SchemaError
-from .base import Query, Store, TxState, active_tx, hold_tx, tx_level
+from .base import Query, Store, TxState, hold_tx, tx_level
 from .changes import ChangeReader
 from .migrations import load_migrations, pending, split_sql_script
 from .postgres_changes import PostgresChangeReader
@@ -219,10 +219,7 @@ class PostgresStore(Store):
                 yield
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[None]:
-        if active_tx(self) is not None:
-            yield
-            return
+    async def read_snapshot(self) -> AsyncIterator[None]:
         async with self._pool_or_raise().acquire() as conn:
             # REPEATABLE READ: every statement of the block sees the snapshot of its first one.
             transaction = conn.transaction(isolation="repeatable_read", readonly=True)

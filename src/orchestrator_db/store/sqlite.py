@@ -31,7 +31,7 @@ from ..errors import (
 from ..jsoncodec import JsonText
 from ..models import format_ts
 from ..tables import JSON_FIELDS
-from .base import Query, Store, TxState, active_tx, hold_tx, tx_level
+from .base import Query, Store, TxState, hold_tx, tx_level
 from .changes import ChangeReader
 from .migrations import load_migrations, split_sql_script
 from .sqlite_changes import SQLiteChangeReader
@@ -174,10 +174,7 @@ class SQLiteStore(Store):
                 yield
 
     @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[None]:
-        if active_tx(self) is not None:
-            yield
-            return
+    async def read_snapshot(self) -> AsyncIterator[None]:
         connection = self.connection
         async with connection.lock:
             conn = connection.get()

@@ -178,30 +178,15 @@ class SQLiteConnection:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OrchestratorDBError(f"cannot create the directory of {self.path}: {exc}") from exc
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise OrchestratorDBError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        try:
+
+        def prepare(conn: sqlite3.Connection) -> None:
             setup_connection(conn, self.busy_timeout_ms)
             _migrate(conn, migrations, schema_file)
-            conn.execute("PRAGMA busy_timeout = 0")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise translate_error(exc, self.busy_timeout_ms) from exc
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return self._connect(str(self.path), prepare, uri=False)
 
     def _connect_read_only(self, migrations: list[Migration], schema_file: Path | None
                            ) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                   isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise OrchestratorDBError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        try:
+        def prepare(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
             conn.execute("PRAGMA query_only = ON")  # and nothing here may write by mistake
             applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
@@ -211,6 +196,17 @@ class SQLiteConnection:
                     f"orchestrator-db reads version {migrations[-1].version} and opens it read-"
                     f"only, so it is not migrated: run `orchestrator-db upgrade --db {self.path}` "
                     "first")
+        return self._connect(f"{self.path.resolve().as_uri()}?mode=ro", prepare, uri=True)
+
+    def _connect(self, name: str, prepare: Callable[[sqlite3.Connection], None], *, uri: bool
+                 ) -> sqlite3.Connection:
+        """Open a connection, ``prepare`` it (waiting for locks), then make it never wait."""
+        try:
+            conn = sqlite3.connect(name, uri=uri, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OrchestratorDBError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            prepare(conn)
             conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             conn.close()
