@@ -80,3 +80,12 @@ __all__ = [
     "SchemaNotFoundError",
     "ValidationError",
 ]
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """Return ``repr(value)`` cut to ``limit`` characters, for a message; never raises."""
+    try:
+        text = repr(value)
+    except Exception:  # a 5,000-digit int, JSON nested past the recursion limit, a broken __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

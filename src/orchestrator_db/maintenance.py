@@ -18,7 +18,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ValidationError
+from .config import setting
+from .errors import ValidationError, shown
 from .events import prune_changes
 from .manager import CoreManager
 from .models import CREATE_MODELS, utc_now
@@ -52,7 +53,7 @@ def cutoff_from(older_than: Any, now: datetime | None = None) -> datetime:
         try:
             older_than = timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
         except OverflowError:
-            raise ValidationError(f"older_than {older_than!r} reaches back before year 1",
+            raise ValidationError(f"older_than {shown(older_than)} reaches back before year 1",
                                   field="older_than") from None
     if isinstance(older_than, timedelta):
         if older_than < timedelta(0):
@@ -68,13 +69,13 @@ def cutoff_from(older_than: Any, now: datetime | None = None) -> datetime:
         except ValidationError as exc:
             raise ValidationError(
                 "older_than must be a timedelta, a datetime, an ISO 8601 string or a duration "
-                f"such as '30d', '12h', '15m'; got {older_than!r}", field="older_than",
+                f"such as '30d', '12h', '15m'; got {shown(older_than)}", field="older_than",
             ) from exc
         assert parsed is not None
         return parsed
     raise ValidationError(
         f"older_than must be a timedelta, a datetime, an ISO 8601 string or a duration such as "
-        f"'30d'; got {older_than!r}", field="older_than",
+        f"'30d'; got {shown(older_than)}", field="older_than",
     )
 
 
@@ -91,7 +92,7 @@ async def prune(db: CoreManager, older_than: Any, *,
     for table in tables:
         check_choice(table, PRUNABLE_TABLES, "tables")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValidationError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}",
+        raise ValidationError(f"batch_size must be a whole number ≥ 1, got {shown(batch_size)}",
                               field="batch_size")
     cutoff = cutoff_from(older_than)
     store = db.store
@@ -208,18 +209,18 @@ def retention_days(days: Any = None) -> float | None:
     None when unset or 0. A service checks this at startup, so a bad setting stops it with one
     clear line instead of silently killing its retention task later.
     """
-    raw = days if days is not None else os.environ.get(RETENTION_ENV, "").strip()
+    raw = days if days is not None else (setting(RETENTION_ENV) or "").strip()
     if raw in ("", None):
         return None
     try:
         value = float(raw)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{RETENTION_ENV} must be a number of days, got {raw!r}",
+        raise ValidationError(f"{RETENTION_ENV} must be a number of days, got {shown(raw)}",
                               field=RETENTION_ENV) from exc
     if not 0 <= value <= MAX_RETENTION_DAYS:  # also refuses nan and inf
         raise ValidationError(
             f"{RETENTION_ENV} must be a number of days from 0 to {MAX_RETENTION_DAYS:,}, "
-            f"got {raw!r}", field=RETENTION_ENV,
+            f"got {shown(raw)}", field=RETENTION_ENV,
         )
     return value or None
 
@@ -350,7 +351,7 @@ def _import_value(table: str, columns: tuple[str, ...], row: Mapping[str, Any], 
                   ) -> dict[str, Any]:
     if not isinstance(row, Mapping):
         raise ValidationError(f"row {index} must be a mapping, got {type(row).__name__}")
-    unknown = set(row) - set(columns)
+    unknown = {str(k) for k in row} - set(columns)
     if unknown:
         raise ValidationError(f"row {index}: unknown column(s) {sorted(unknown)} for {table}",
                               field=sorted(unknown)[0])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from .errors import ValidationError
+from .errors import ValidationError, shown
 from .models import parse_ts
 
 Order = Literal["asc", "desc"]
@@ -44,14 +44,16 @@ def decode_cursor(cursor: str, order: Order) -> tuple[datetime, str]:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, row_id, cursor_order = json.loads(base64.urlsafe_b64decode(padded.encode()))
         position = parse_ts(created_at), str(uuid.UUID(row_id))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, AttributeError) as exc:
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, AttributeError,
+            RecursionError) as exc:
         raise ValidationError(
             "cursor is malformed: pass back the next_cursor of a previous page unchanged",
             field="cursor",
         ) from exc
     if cursor_order != order:
         raise ValidationError(
-            f"cursor was made for order={cursor_order!r} but this call asks for order={order!r}",
+            f"cursor was made for order={shown(cursor_order)} but this call asks for "
+            f"order={order!r}",
             field="cursor",
         )
     return position
@@ -61,7 +63,7 @@ def check_limit(limit: Any, maximum: int = MAX_LIMIT) -> int:
     """Return ``limit`` if it is a whole number from 1 to ``maximum``."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
         raise ValidationError(
-            f"limit must be a whole number from 1 to {maximum}, got {limit!r}", field="limit"
+            f"limit must be a whole number from 1 to {maximum}, got {shown(limit)}", field="limit"
         )
     return limit
 
@@ -69,5 +71,5 @@ def check_limit(limit: Any, maximum: int = MAX_LIMIT) -> int:
 def check_order(order: Any) -> Order:
     """Return ``order`` if it is 'asc' or 'desc'."""
     if order not in ("asc", "desc"):
-        raise ValidationError(f"order must be 'asc' or 'desc', got {order!r}", field="order")
+        raise ValidationError(f"order must be 'asc' or 'desc', got {shown(order)}", field="order")
     return order  # type: ignore[no-any-return]

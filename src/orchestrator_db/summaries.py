@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from .errors import ValidationError
+from .errors import ValidationError, shown
 from .manager import CoreManager
 from .models import AGENT_STATUSES, MAX_NAME_CHARS
 from .pagination import check_limit
@@ -18,7 +18,11 @@ COST_DIGITS = 9  # sums of doubles may differ in the last bits between engines; 
 
 
 def session_status(by_status: dict[str, int]) -> str:
-    """One word for a session from its agents' statuses."""
+    """One word for a session from the statuses of its agents' latest runs.
+
+    Only the latest run of each orchestrator agent counts: a builder that failed, was retried
+    and then completed leaves a completed session (with one failed attempt, counted apart).
+    """
     for status in ("executing", "pending", "failed"):
         if by_status.get(status):
             return status
@@ -64,6 +68,14 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
     log_rows = await per_session(
         "SELECT a.session_id, max(l.created_at) AS last_log "
         "FROM agent_logs l JOIN agents a ON a.id = l.agent_id WHERE", "a.session_id")
+    # Each run marked latest (1) or not (0) among the runs of its orchestrator agent.
+    q = store.query()
+    run_rows = await store.fetch(
+        "SELECT session_id, status, latest, count(*) AS n FROM (SELECT session_id, status, "
+        "CASE WHEN row_number() OVER (PARTITION BY session_id, orchestrator_agent_id "
+        "ORDER BY created_at DESC, id DESC) = 1 THEN 1 ELSE 0 END AS latest FROM agents "
+        f"WHERE session_id IN ({_in(q, session_ids)})) AS runs "
+        "GROUP BY session_id, status, latest", q.params, heavy=True)
     out: dict[str, dict[str, Any]] = {}
     for row in agent_rows:
         summary = out.setdefault(row["session_id"], {
@@ -71,6 +83,7 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
             "agents_by_status": dict.fromkeys(AGENT_STATUSES, 0), "prompts": 0,
             "tokens_input": 0, "tokens_output": 0, "cost_usd": 0.0,
             "first_activity": row["first_at"], "last_activity": row["last_at"],
+            "failed_attempts": 0,
         })
         summary["agents"] += int(row["n"])
         summary["agents_by_status"][row["status"]] = int(row["n"])
@@ -97,16 +110,23 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         summary["tokens_input"] += int(row["tokens_input"] or 0)
         summary["tokens_output"] += int(row["tokens_output"] or 0)
         summary["cost_usd"] += float(row["cost_usd"] or 0)
+    latest: dict[str, dict[str, int]] = {}
+    for row in run_rows:
+        if int(row["latest"]):
+            by_status = latest.setdefault(row["session_id"], {})
+            by_status[row["status"]] = by_status.get(row["status"], 0) + int(row["n"])
+        elif row["status"] == "failed":
+            out[row["session_id"]]["failed_attempts"] += int(row["n"])
     for summary in out.values():
         summary["cost_usd"] = _cost(summary["cost_usd"])
-        summary["status"] = session_status(summary["agents_by_status"])
+        summary["status"] = session_status(latest.get(summary["session_id"], {}))
     return [out[s] for s in session_ids if s in out]
 
 
 async def session_summary(db: CoreManager, session_id: str) -> dict[str, Any] | None:
     """Agents by status, prompts, tokens, cost and first/last activity of one session."""
     if not isinstance(session_id, str) or not session_id:
-        raise ValidationError(f"session_id must be a non-empty string, got {session_id!r}",
+        raise ValidationError(f"session_id must be a non-empty string, got {shown(session_id)}",
                               field="session_id")
     check_text(session_id, "session_id", max_chars=MAX_NAME_CHARS)
     store = db.store
@@ -118,8 +138,8 @@ async def session_summary(db: CoreManager, session_id: str) -> dict[str, Any] | 
 async def list_sessions(db: CoreManager, *, limit: int, offset: int) -> list[dict[str, Any]]:
     """Session summaries, most recently updated first."""
     limit = check_limit(limit)
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValidationError(f"offset must be a whole number ≥ 0, got {offset!r}",
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
+        raise ValidationError(f"offset must be a whole number from 0 to 2**62, got {shown(offset)}",
                               field="offset")
     store = db.store
     q = store.query()

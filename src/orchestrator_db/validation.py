@@ -13,19 +13,10 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from .errors import ValidationError
+from .errors import ValidationError, shown
 from .models import LOG_LEVELS, MAX_CONTENT_CHARS, UNPAIRED_SURROGATE, parse_ts, text_problem
 
 M = TypeVar("M", bound=pydantic.BaseModel)
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """Return ``repr(value)`` cut to ``limit`` characters, for a message; never raises."""
-    try:
-        text = repr(value)
-    except Exception:  # a 5,000-digit int, JSON nested past the recursion limit, a broken __repr__
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel]

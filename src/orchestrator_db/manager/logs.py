@@ -164,7 +164,7 @@ class LogOperations(QueryBuilder):
     ) -> str:
         """Write one system log line and return its id (``component`` is an alias of source)."""
         return (await self.create_system_logs([{
-            "message": message, "log_level": log_level, "source": source or component,
+            "message": message, "log_level": log_level, "source": source if source is not None else component,
             "details": details, "created_at": created_at,
         }]))[0]
 

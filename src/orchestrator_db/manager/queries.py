@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..errors import ValidationError
+from ..errors import ValidationError, shown
 from ..models import LOG_LEVEL_NUMBERS, LOG_LEVELS
 from ..pagination import Order, Page, check_limit, check_order, decode_cursor, encode_cursor
 from ..store import Store
@@ -129,9 +129,9 @@ class QueryBuilder(ManagerBase):
         sql += f" ORDER BY created_at {direction}, id {direction} LIMIT {q.p(limit + 1)}"
         if offset:
             # Slow on deep pages (it reads and discards every skipped row): prefer the cursor.
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise ValidationError(f"offset must be a whole number ≥ 0, got {offset!r}",
-                                      field="offset")
+            if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
+                raise ValidationError(f"offset must be a whole number from 0 to 2**62, got "
+                                      f"{shown(offset)}", field="offset")
             sql += f" OFFSET {q.p(offset)}"
         # A long page is read off the event loop (on SQLite: the store's thread).
         rows = await store.fetch(sql, q.params, heavy=limit > HEAVY_PAGE)

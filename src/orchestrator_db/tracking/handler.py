@@ -10,30 +10,32 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import json
 import logging
-import math
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from ..errors import (
-    ConstraintError,
     ForeignKeyError,
-    NotConnectedError,
-    OrchestratorDBError,
-    SchemaError,
-    ValidationError,
 )
 from ..ids import uuid7
 from ..manager import CoreManager
-from ..models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS, clean_text, encode_json, utc_now
+from ..models import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS, clean_text
+from .records import (
+    canonical_uuid,
+    clean_json,
+    created_at_of,
+    is_transient,
+    json_safe,
+    level_name,
+    record_message,
+    stored_details,
+)
 from .runs import current_agent_id, exception_details
 
 
@@ -52,67 +54,6 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 _ROUTING_EXTRAS = frozenset({"agent_id", "log_type"})
 RETRIES = 4  # tries after the first, for a transient error
 RETRY_DELAY = 0.05  # seconds before the first retry; doubles each time
-
-
-def _level_name(levelno: int) -> str:
-    if levelno >= logging.CRITICAL:
-        return "CRITICAL"
-    if levelno >= logging.ERROR:
-        return "ERROR"
-    if levelno >= logging.WARNING:
-        return "WARNING"
-    if levelno >= logging.INFO:
-        return "INFO"
-    return "DEBUG"
-
-
-def _json_safe(value: Any) -> Any:
-    """Return ``value`` as plain JSON data whose text can be stored (else its repr, cleaned)."""
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
-        return clean_text(value, MAX_MESSAGE_CHARS)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    try:
-        data = json.loads(json.dumps(value, default=repr, allow_nan=False))
-    except (TypeError, ValueError, RecursionError):
-        return clean_text(repr(value), MAX_MESSAGE_CHARS)
-    return _clean_json(data)
-
-
-def _clean_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return clean_text(value, MAX_MESSAGE_CHARS)
-    if isinstance(value, dict):
-        return {clean_text(k, MAX_SHORT_CHARS): _clean_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean_json(v) for v in value]
-    return value
-
-
-def _stored_details(details: dict[str, Any] | None) -> Any:
-    """Encode details as every write path does (encode_json), or say why they were dropped."""
-    if details is None:
-        return None
-    try:
-        return encode_json(details)
-    except ValueError as exc:
-        return encode_json({"details_dropped": str(exc), "keys": sorted(details)[:50]})
-
-
-def _created_at(timestamp: float) -> datetime:
-    try:
-        return datetime.fromtimestamp(timestamp, UTC)
-    except (OverflowError, OSError, ValueError):  # a record with a made-up time
-        return utc_now()
-
-
-def _transient(exc: BaseException) -> bool:
-    """Whether writing the same rows again may succeed (a lock, a lost connection)."""
-    if isinstance(exc, ValidationError | ConstraintError | SchemaError | NotConnectedError):
-        return False
-    return isinstance(exc, OrchestratorDBError | OSError)
 
 
 @dataclass(slots=True)
@@ -217,8 +158,10 @@ class OrchestratorDBHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             entry = self._entry(record)
-        except Exception:
-            self.handleError(record)
+        except Exception as exc:  # noqa: BLE001 - counted and reported, never lost silently
+            with self._cond:
+                self.failed += 1
+            self._report(f"could not read a log record ({exc!r})")
             return
         if not self._thread.is_alive():
             self._ensure_writer()
@@ -250,7 +193,7 @@ class OrchestratorDBHandler(logging.Handler):
         extra = attrs.keys() - _RECORD_ATTRS  # what came from ``extra=``
         if extra:
             for key in extra - _ROUTING_EXTRAS:
-                details[key] = _json_safe(attrs[key])
+                details[key] = json_safe(attrs[key])
         if record.exc_info and record.exc_info[1] is not None:
             details["exception"] = exception_details(record.exc_info[1])
         elif record.exc_text:
@@ -262,12 +205,12 @@ class OrchestratorDBHandler(logging.Handler):
         log_type = attrs.get("log_type")
         return _Entry(
             agent_id=None if agent_id is None else clean_text(str(agent_id), MAX_SHORT_CHARS),
-            level=_level_name(record.levelno),
+            level=level_name(record.levelno),
             log_type=clean_text(str(log_type), MAX_SHORT_CHARS) if log_type is not None
             else "log",
             source=clean_text(str(record.name), MAX_SHORT_CHARS),
-            message=clean_text(record.getMessage(), MAX_MESSAGE_CHARS),
-            details=_clean_json(details) or None,
+            message=clean_text(record_message(record), MAX_MESSAGE_CHARS),
+            details=clean_json(details) or None,
             created_at=record.created,
         )
 
@@ -361,7 +304,7 @@ class OrchestratorDBHandler(logging.Handler):
                 self.last_error = None
                 return db
             except Exception as exc:  # noqa: BLE001 - counted and reported, the writer goes on
-                if attempt < RETRIES and db is None and _transient(exc):
+                if attempt < RETRIES and db is None and is_transient(exc):
                     time.sleep(delay)
                     delay *= 2
                     continue
@@ -379,7 +322,7 @@ class OrchestratorDBHandler(logging.Handler):
                 await insert()
                 return
             except Exception as exc:
-                if attempt == RETRIES or not _transient(exc):
+                if attempt == RETRIES or not is_transient(exc):
                     raise
                 self.retried += 1
                 await asyncio.sleep(delay)
@@ -423,8 +366,8 @@ class OrchestratorDBHandler(logging.Handler):
         agent_rows: list[dict[str, Any]] = []
         system_rows: list[dict[str, Any]] = []
         for e in batch:
-            created_at = _created_at(e.created_at)
-            agent_id = _canonical_uuid(e.agent_id) if e.agent_id is not None else None
+            created_at = created_at_of(e.created_at)
+            agent_id = canonical_uuid(e.agent_id) if e.agent_id is not None else None
             if agent_id is not None:
                 agent_rows.append({"id": uuid7(), "agent_id": agent_id, "log_level": e.level,
                                    "log_type": e.log_type, "message": e.message,
@@ -450,7 +393,7 @@ class OrchestratorDBHandler(logging.Handler):
                 await self._insert(db, db.create_system_logs, system_rows)
 
     async def _bulk(self, db: CoreManager, table: str, rows: list[dict[str, Any]]) -> None:
-        encoded = [{**r, "details": _stored_details(r["details"])} for r in rows]
+        encoded = [{**r, "details": stored_details(r["details"])} for r in rows]
         await self._retrying(lambda: db.insert_records(table, encoded))
         self.written += len(rows)
 
@@ -458,7 +401,10 @@ class OrchestratorDBHandler(logging.Handler):
                       rows: list[dict[str, Any]]) -> None:
         """Insert rows through the validating API, one by one, counting the failures."""
         for row in rows:
-            row = {k: v for k, v in row.items() if k != "id"}
+            # The details as the bulk path stores them (encoded; "details_dropped" when they
+            # cannot be), so a row is not refused here that the bulk path would have kept.
+            row = {**{k: v for k, v in row.items() if k != "id"},
+                   "details": stored_details(row["details"])}
             try:
                 await self._retrying(functools.partial(insert, [row]))
                 self.written += 1
@@ -482,13 +428,6 @@ class OrchestratorDBHandler(logging.Handler):
         return {"id": uuid7(), "message": row["message"], "log_level": row["log_level"],
                 "source": details.get("logger"), "details": details,
                 "created_at": row["created_at"]}
-
-
-def _canonical_uuid(value: str) -> str | None:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 @contextmanager
