@@ -75,7 +75,9 @@ def make_database(rows: int) -> Path:
     conn.execute("PRAGMA synchronous = OFF")
     agents = [r[0] for r in conn.execute("SELECT id FROM agents ORDER BY created_at, id")]
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    columns = COLUMNS["agent_logs"]
+    # The columns every log row has (the OpenTelemetry ids a later migration added stay NULL).
+    columns = ("id", "agent_id", "log_level", "log_type", "message", "details", "created_at")
+    assert set(columns) <= set(COLUMNS["agent_logs"])
     sql = (f"INSERT INTO agent_logs ({', '.join(columns)}) "
            f"VALUES ({', '.join('?' for _ in columns)})")
     for offset in range(0, rows, BATCH):

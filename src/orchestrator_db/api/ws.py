@@ -23,6 +23,7 @@ from ..models import LOG_LEVELS
 from .errors import error_body
 
 router = APIRouter()
+YIELD_EVERY = 50  # events one subscriber sends before letting the other tasks run
 logger = logging.getLogger("orchestrator_db.api")
 
 
@@ -64,8 +65,14 @@ def _filters(params: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 
 async def _pump(websocket: WebSocket, subscription: Any) -> None:
+    sent = 0
     async for event in subscription:
         await websocket.send_text(json.dumps(event.to_dict(), separators=(",", ":")))
+        sent += 1
+        if sent % YIELD_EVERY == 0:
+            # Neither a queued event nor a send into a socket buffer with room suspends: a
+            # subscriber catching up would keep the loop from every other request until done.
+            await asyncio.sleep(0)
 
 
 async def _drain(websocket: WebSocket) -> None:

@@ -247,6 +247,7 @@ class ChangeFeed:
                 continue  # read again: the gap is either filled now or never will be
             if len(changes) < BATCH:
                 return
+            await asyncio.sleep(0)  # a backlog is read batch by batch, letting others run
 
     def _ready(self, ordered: bool, position: int, changes: list[dict[str, Any]]
                ) -> tuple[list[dict[str, Any]], bool]:
