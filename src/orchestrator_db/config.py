@@ -1,7 +1,8 @@
 """Where the database is: the target resolution of design §4.
 
-Explicit ``url`` › explicit ``db_path`` › ``DATABASE_URL`` › ``ORCHESTRATOR_DB_PATH`` ›
-``data/orchestrator.db``.
+Explicit ``url`` › explicit ``db_path`` › ``DATABASE_URL`` › ``ORCHESTRATOR_DB_PATH`` (or
+``DATABASE_PATH``, seed 002's name) › ``data/orchestrator.db``. Settings are read from the process
+environment, then from a ``.env`` file in the working directory (the environment wins).
 """
 
 from __future__ import annotations
@@ -12,9 +13,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from dotenv import dotenv_values
+
 from .errors import ValidationError
 
 DEFAULT_DB_PATH = "data/orchestrator.db"
+DOTENV_FILE = ".env"
+# Where the database is, in the order they are asked (the first set one wins).
+URL_SETTINGS = ("DATABASE_URL",)
+PATH_SETTINGS = ("ORCHESTRATOR_DB_PATH", "DATABASE_PATH")
+_dotenv_cache: dict[Path, tuple[tuple[int, int], dict[str, str]]] = {}
+
+
+def dotenv_settings(path: str | os.PathLike[str] = DOTENV_FILE) -> dict[str, str]:
+    """Return the settings of a ``.env`` file (empty when there is none), parsed by python-dotenv.
+
+    Read again only when the file changes (size or modification time).
+    """
+    file = Path(path).absolute()
+    try:
+        info = file.stat()
+    except OSError:
+        return {}
+    stamp = (info.st_mtime_ns, info.st_size)
+    cached = _dotenv_cache.get(file)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        values = {k: v for k, v in dotenv_values(file).items() if v is not None}
+    except (OSError, UnicodeDecodeError):
+        values = {}
+    _dotenv_cache[file] = (stamp, values)
+    return values
+
+
+def setting(name: str) -> str | None:
+    """Return a setting: the process environment, else ``.env`` in the working directory."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    return dotenv_settings().get(name) or None
 
 
 class Dialect(enum.Enum):
@@ -88,10 +126,13 @@ def resolve_target(
         return parse_url(url)
     if db_path is not None:
         return parse_url(os.fspath(db_path))
-    env_url = os.environ.get("DATABASE_URL")
-    if env_url:
-        return parse_url(env_url)
-    env_path = os.environ.get("ORCHESTRATOR_DB_PATH")
-    if env_path:
-        return parse_url(env_path)
-    return parse_url(DEFAULT_DB_PATH)
+    return configured_target() or parse_url(DEFAULT_DB_PATH)
+
+
+def configured_target() -> Target | None:
+    """Return the database the settings name (environment, then ``.env``), or None."""
+    for name in URL_SETTINGS + PATH_SETTINGS:
+        value = setting(name)
+        if value:
+            return parse_url(value)
+    return None

@@ -35,7 +35,13 @@ class DatabaseManager(CoreManager):
 
     # aggregates (summaries.py) ---------------------------------------------------------------
     async def session_summary(self, session_id: str) -> dict[str, Any] | None:
-        """Agents by status, prompts, tokens, cost and first/last activity of one session."""
+        """Agents by status, prompts, tokens, cost and first/last activity of one session.
+
+        ``status`` comes from the latest run of each orchestrator agent (a failed step that was
+        retried and then completed leaves the session ``completed``); ``failed_attempts`` counts
+        the failed runs a later run of the same orchestrator agent followed, and
+        ``agents_by_status["failed"]`` every failed run. None when the session has no agents.
+        """
         return await summaries.session_summary(self, session_id)
 
     async def list_sessions(self, *, limit: int = DEFAULT_LIMIT, offset: int = 0

@@ -362,85 +362,98 @@ CREATE_MODELS: dict[str, type[_Payload]] = {
 }
 
 
+def _now_text() -> str:
+    return format_ts(utc_now())
+
+
+# Ids are checked as the seed's validator does (any form uuid.UUID reads, kept canonical); the
+# seed's models hold datetimes where ours hold the stored text: a datetime is formatted once.
+RecordId = Annotated[str, BeforeValidator(_agent_ref)]
+RecordTime = Annotated[str, BeforeValidator(lambda v: format_ts(v) if isinstance(v, datetime) else v)]
+RecordTimeOrNone = RecordTime | None
+
+
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Defaults as the seed's models have them (a new record is active / pending, now), so one
+    # can be built by hand; the manager always returns every field, which the API schema says.
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 class OrchestratorAgent(_Record):
     """An orchestrator agent definition, as returned by the manager."""
 
-    id: str
+    id: RecordId
     name: str
-    description: str | None
-    agent_type: str | None
-    capabilities: list[str] | None
-    default_model: str | None
-    status: OrchestratorAgentStatus
-    metadata: dict[str, Any] | None
-    created_at: str
-    updated_at: str
+    description: str | None = None
+    agent_type: str | None = None
+    capabilities: list[str] | None = None
+    default_model: str | None = None
+    status: OrchestratorAgentStatus = "active"
+    metadata: dict[str, Any] | None = None
+    created_at: RecordTime = Field(default_factory=_now_text)
+    updated_at: RecordTime = Field(default_factory=_now_text)
 
 
 class Agent(_Record):
     """A runtime agent inside a session, as returned by the manager."""
 
-    id: str
-    orchestrator_agent_id: str
+    id: RecordId
+    orchestrator_agent_id: RecordId
     session_id: str
-    name: str | None
-    model: str | None
-    status: AgentStatus
-    metadata: dict[str, Any] | None
-    created_at: str
-    updated_at: str
-    started_at: str | None
-    completed_at: str | None
-    parent_agent_id: str | None
-    trace_id: str | None
-    span_id: str | None
+    name: str | None = None
+    model: str | None = None
+    status: AgentStatus = "pending"
+    metadata: dict[str, Any] | None = None
+    created_at: RecordTime = Field(default_factory=_now_text)
+    updated_at: RecordTime = Field(default_factory=_now_text)
+    started_at: RecordTimeOrNone = None
+    completed_at: RecordTimeOrNone = None
+    parent_agent_id: AgentRef = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class Prompt(_Record):
     """A prompt sent to an agent, with its response, tokens and cost."""
 
-    id: str
-    agent_id: str
+    id: RecordId
+    agent_id: RecordId
     content: str
-    response: str | None
-    model: str | None
-    status: PromptStatus
-    tokens_input: int
-    tokens_output: int
-    cost_usd: float
-    created_at: str
-    completed_at: str | None
-    trace_id: str | None
-    span_id: str | None
+    response: str | None = None
+    model: str | None = None
+    status: PromptStatus = "pending"
+    tokens_input: int = 0
+    tokens_output: int = 0
+    cost_usd: float = 0.0
+    created_at: RecordTime = Field(default_factory=_now_text)
+    completed_at: RecordTimeOrNone = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class AgentLog(_Record):
     """One log line of a runtime agent."""
 
-    id: str
-    agent_id: str
-    log_level: LogLevel
-    log_type: str
+    id: RecordId
+    agent_id: RecordId
+    log_level: LogLevel = "INFO"
+    log_type: str = "event"
     message: str
-    details: Any
-    created_at: str
-    trace_id: str | None
-    span_id: str | None
+    details: Any = None
+    created_at: RecordTime = Field(default_factory=_now_text)
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 class SystemLog(_Record):
     """One log line of the orchestrator itself."""
 
-    id: str
-    log_level: LogLevel
-    source: str | None
+    id: RecordId
+    log_level: LogLevel = "INFO"
+    source: str | None = None
     message: str
-    details: Any
-    created_at: str
+    details: Any = None
+    created_at: RecordTime = Field(default_factory=_now_text)
 
 
 __all__ = [

@@ -354,3 +354,16 @@ async def test_cost_summary_times_outside_the_range_are_400(client: httpx.AsyncC
                                                             query: str) -> None:
     r = await client.get(f"/api/costs?group_by=day&{query}")
     error_of(r, 400, query.split("=", 1)[0])
+
+
+async def test_prompt_bodies_may_be_as_large_as_the_library_accepts(
+        client: httpx.AsyncClient) -> None:
+    # The OpenAPI schema says content may hold 10,000,000 characters: a body of 3 MB is
+    # accepted on the prompts routes, while other routes keep the 1 MB limit.
+    agent = await make_agent(client, "big-prompts")
+    r = await client.post("/api/prompts", json={"agent_id": agent["id"], "content": "x" * 3_000_000})
+    assert r.status_code == 201, r.text
+    r = await client.patch(f"/api/prompts/{r.json()['id']}", json={"response": "y" * 3_000_000})
+    assert r.status_code == 200 and len(r.json()["response"]) == 3_000_000
+    r = await client.post("/api/system-logs", json={"message": "z" * 1_100_000})
+    assert error_of(r, 413)["type"] == "PayloadTooLarge"

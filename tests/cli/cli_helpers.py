@@ -22,7 +22,7 @@ def invoke(*args: str) -> Any:
 def run(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m orchestrator_db.cli ARGS`` as a real process."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "ORCHESTRATOR_DB_PATH")}
+           if k not in ("DATABASE_URL", "ORCHESTRATOR_DB_PATH", "DATABASE_PATH")}
     env["COLUMNS"] = "200"
     return subprocess.run([sys.executable, "-m", "orchestrator_db.cli", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=120)

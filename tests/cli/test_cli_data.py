@@ -91,7 +91,7 @@ def test_export_csv_to_stdout_with_a_session_filter(data: dict[str, Any]) -> Non
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["message"] for r in rows] == ["it broke"]
-    assert "exported 1 rows" in result.stderr
+    assert "exported 1 row of agent_logs" in result.stderr
 
 
 def test_prune_dry_run_then_for_real(data: dict[str, Any]) -> None:

@@ -38,9 +38,9 @@ CASES: dict[str, Callable[[Path, str], tuple[list[str], list[str]]]] = {
     "read-only command on a missing database": lambda tmp, db: (
         ["stats", "--db", str(tmp / "typo" / "x.db")], ["no database at", "orchestrator-db upgrade"]),
     "bad --older-than": lambda tmp, db: (["prune", "--older-than", "soonish", "--db", db],
-                                         ["older_than", "'30d'"]),
+                                         ["--older-than must be", "'30d'"]),
     "prune: unknown table": lambda tmp, db: (
-        ["prune", "--older-than", "30d", "--table", "agents", "--db", db], ["tables"]),
+        ["prune", "--older-than", "30d", "--table", "agents", "--db", db], ["--table"]),
     "export: unknown table": lambda tmp, db: (["export", "--table", "nope", "--db", db],
                                               ["nope"]),
     "export: unknown format": lambda tmp, db: (
@@ -50,11 +50,11 @@ CASES: dict[str, Callable[[Path, str], tuple[list[str], list[str]]]] = {
         ["export", "--table", "agent_logs", "--db", db, "-o", str(tmp / "no" / "dir" / "x")],
         ["cannot write"]),
     "logs: unknown level": lambda tmp, db: (["logs", "--level", "LOUD", "--db", db],
-                                            ["min_level must be one of"]),
+                                            ["--level must be one of"]),
     "logs: agent id is not a UUID": lambda tmp, db: (["logs", "--agent", "bob", "--db", db],
-                                                     ["agent_id must be a UUID"]),
+                                                     ["--agent must be a UUID"]),
     "agents: unknown status": lambda tmp, db: (["agents", "--status", "asleep", "--db", db],
-                                               ["status must be one of"]),
+                                               ["--status must be one of"]),
     "init: unknown engine": lambda tmp, db: (["init", str(tmp / "p"), "--engine", "mysql"],
                                              ["--engine must be sqlite or postgres"]),
     "init: target is a file": lambda tmp, db: (["init", str(tmp / "a-file")],
@@ -115,3 +115,12 @@ def test_long_messages_are_not_wrapped(tmp_path: Path) -> None:
     deep.parent.mkdir(parents=True)
     deep.write_text("x")
     one_error_line(run("stats", "--db", str(deep / "x.db")), str(deep.parent))
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_an_unsafe_serve_is_refused_before_any_banner(tmp_path: Path, command: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORCHESTRATOR_API_TOKEN", raising=False)
+    result = run(command, "--host", "0.0.0.0", "--port", "0", "--db", str(tmp_path / "x.db"))
+    one_error_line(result, "refusing to serve on '0.0.0.0' without a token")
+    assert result.stdout == "", "a banner was printed before the refusal"

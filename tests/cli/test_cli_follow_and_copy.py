@@ -107,7 +107,7 @@ def test_logs_follow_from_an_empty_database(tmp_path: Path) -> None:
                 await db.create_agent_log(agent, "first [bold]words[/bold]", log_type="step_start")
         asyncio.run(write())
         line = _next_line(lines, proc)
-        assert "INFO" in line and agent[:8] in line and "step_start" in line
+        assert "INFO" in line and agent[-8:] in line and "step_start" in line
         assert "first [bold]words[/bold]" in line
     finally:
         proc.send_signal(signal.SIGINT)

@@ -22,5 +22,6 @@ def test_serve_reads_host_from_the_environment(tmp_path, monkeypatch: pytest.Mon
 def test_bad_port_in_the_environment_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "o.db")],
                                 env={"ORCHESTRATOR_PORT": "eighty", "COLUMNS": "250"})
-    assert result.exit_code == 2
-    assert "ORCHESTRATOR_PORT" in result.output and "valid integer" in result.output
+    assert result.exit_code == 1
+    assert "ORCHESTRATOR_PORT" in result.stderr and "valid integer" in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import orchestrator_db
 from orchestrator_db import render_sqlite_schema
 from orchestrator_db.cli import app
 
@@ -18,6 +20,7 @@ FILES = [
     "adws/__init__.py",
     "adws/adw_database.py",
     "adws/adw_modules/__init__.py",
+    "adws/adw_modules/adw_database.py",
     "adws/adw_modules/orch_database_models.py",
     "adws/schema/schema_orchestrator.sqlite",
     "adws/schema/README.md",
@@ -55,9 +58,21 @@ def test_init_writes_every_file(tmp_path: Path) -> None:
     assert "# ///" in header
     env = (root / ".env.sample").read_text()
     for key in ("ORCHESTRATOR_DB_PATH=data/orchestrator.db", "# DATABASE_URL=postgresql://",
-                "ORCHESTRATOR_PORT=", "ORCHESTRATOR_WEBSOCKET_PORT=", "ORCHESTRATOR_UI_PORT=",
-                "ORCHESTRATOR_API_TOKEN="):
+                "ORCHESTRATOR_PORT=", "ORCHESTRATOR_API_TOKEN="):
         assert key in env, key
+
+
+def test_env_sample_sets_only_what_the_package_reads(tmp_path: Path) -> None:
+    """Every variable .env.sample names is read by orchestrator-db (none is decoration)."""
+    init(str(tmp_path), "--engine", "postgres")
+    names = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (tmp_path / ".env.sample").read_text(),
+                           re.MULTILINE))
+    assert {"ORCHESTRATOR_DB_PATH", "DATABASE_URL", "ORCHESTRATOR_HOST", "ORCHESTRATOR_PORT",
+            "ORCHESTRATOR_API_TOKEN"} <= names
+    package = Path(orchestrator_db.__file__).parent
+    source = "\n".join(f.read_text() for f in package.rglob("*.py"))
+    for name in names:
+        assert f'"{name}"' in source, f"{name} is in .env.sample but nothing reads it"
 
 
 def test_rerun_changes_nothing(tmp_path: Path) -> None:
@@ -105,7 +120,7 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_postgres_engine_and_custom_paths(tmp_path: Path) -> None:
-    result = init(str(tmp_path), "--engine", "postgres", "--db-path", "var/orch.db",
+    result = init(str(tmp_path), "--engine", "postgres", "--db", "var/orch.db",
                   "--postgres-url", "postgresql://me@db.internal/orch")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     env = (tmp_path / ".env.sample").read_text()
@@ -116,10 +131,19 @@ def test_postgres_engine_and_custom_paths(tmp_path: Path) -> None:
 
 
 def test_unsafe_db_path_is_refused(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["init", str(tmp_path), "--db-path", 'a"; rm -rf /'])
+    result = CliRunner().invoke(app, ["init", str(tmp_path), "--db", 'a"; rm -rf /'])
     assert result.exit_code == 1
-    assert "--db-path must be a plain path" in result.stderr
+    assert "--db must be a plain path" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_db_path_is_still_accepted_but_hidden(tmp_path: Path) -> None:
+    """`init` takes --db like every command; the old --db-path still works, unlisted."""
+    result = init(str(tmp_path), "--db-path", "var/old.db")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert 'DEFAULT_DB_PATH = "var/old.db"' in (tmp_path / "adws/adw_database.py").read_text()
+    help_text = CliRunner().invoke(app, ["init", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "--db " in help_text and "--db-path" not in help_text
 
 
 def test_generated_python_passes_ruff(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ needs_sqlite3 = pytest.mark.skipif(shutil.which("sqlite3") is None and not os.en
 
 def project_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "DATABASE_URL", "ORCHESTRATOR_DB_PATH")}
+           if k not in ("PYTHONPATH", "DATABASE_URL", "ORCHESTRATOR_DB_PATH", "DATABASE_PATH")}
     # `python` is this environment's interpreter (where orchestrator-db is installed).
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env

@@ -18,13 +18,16 @@ from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from ..config import setting
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from ..events import ChangeFeed
 from ..maintenance import apply_retention_policy, retention_days
+from ..models import MAX_CONTENT_CHARS
 from ..otlp import OtlpReceiver
 from ..version import __version__
 from . import errors, otlp, routes, ws
@@ -42,11 +45,14 @@ TOKEN_ENV = "ORCHESTRATOR_API_TOKEN"
 logger = logging.getLogger("orchestrator_db.api")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 1_000_000
+# Content and response at their limit, in UTF-8 and JSON-escaped: what a prompt body may be.
+PROMPT_BODY_BYTES = 2 * MAX_CONTENT_CHARS * 4 + 1_000_000
 # OTLP exporters send up to 512 spans a request, prompts and responses included, uncompressed
 # by default: 1 MB would refuse ordinary batches.
 DEFAULT_MAX_OTLP_BODY_BYTES = 32 * 1024 * 1024
 OTLP_PATHS = ("/v1/traces", "/v1/logs")
 STATIC_DIR = resources.files("orchestrator_db") / "api" / "static"
+SWAGGER = "/static/swagger"  # Swagger UI's files, vendored (static/swagger/README.md)
 # The dashboard runs only its own scripts and talks only to this server: even if some LLM output
 # slipped into the DOM as HTML, an injected script or remote resource would not run or load.
 DASHBOARD_HEADERS = {
@@ -83,7 +89,7 @@ def resolve_token(host: str, token: str | None) -> str | None:
 
     A token that is configured is always enforced, on loopback too.
     """
-    token = token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    token = token if token is not None else setting(TOKEN_ENV)
     if token is not None and not token.strip():
         raise ApiConfigError(f"the API token is empty; set {TOKEN_ENV} to a long random string")
     if token is not None and not TOKEN_FORM.fullmatch(token):
@@ -135,7 +141,8 @@ def create_app(
         token: the API token; defaults to ``ORCHESTRATOR_API_TOKEN``. Required when ``host`` is
             not a loopback address; enforced whenever set.
         host: the address the app will be served on (only used for the token rule above).
-        max_body_bytes: larger request bodies get 413.
+        max_body_bytes: larger request bodies get 413 (prompts, whose content may be 10,000,000
+            characters, and OTLP exports have their own, larger limits).
         max_otlp_body_bytes: the same for OTLP export requests (``/v1/traces``, ``/v1/logs``).
         manager: an already-built manager to use instead of opening one from ``url``/``db_path``;
             it is connected by the lifespan if needed and then left open for its owner.
@@ -196,6 +203,10 @@ def create_app(
             "Live events: WebSocket `/ws/events?session_id=&agent_id=&min_level=&after=`."
         ),
         lifespan=lifespan,
+        # /docs is served below from files in the package (FastAPI's default loads Swagger UI
+        # from a CDN: a blank page offline); no ReDoc, which would need its CDN too.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     app.include_router(routes.router)
@@ -212,7 +223,16 @@ def create_app(
         if not status["healthy"]:
             response.status_code = 503
         return {"status": "ok" if status["healthy"] else "degraded", "engine": db.dialect.value,
-                "schema_version": await db.schema_version(), "feed": status}
+                "schema_version": await db.schema_version(), "feed": status,
+                "otlp": request.app.state.otlp.status()}
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API docs",
+            swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png")
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> Response:
@@ -224,7 +244,10 @@ def create_app(
     # Outermost first: refuse strangers before reading their bodies.
     app.add_middleware(StrictUtf8)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
-                       path_limits=dict.fromkeys(OTLP_PATHS, max_otlp_body_bytes))
+                       path_limits={**dict.fromkeys(OTLP_PATHS, max_otlp_body_bytes),
+                                    # A prompt may hold what the library accepts (10,000,000
+                                    # characters of content and as many of response).
+                                    "/api/prompts": max(max_body_bytes, PROMPT_BODY_BYTES)})
     if required_token is not None:
         app.add_middleware(TokenAuth, token=required_token)
     else:

@@ -11,6 +11,8 @@ fails — never a 500.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request, Response
 
 from ..otlp import Busy, OtlpError, OtlpReceiver, Unavailable, media_type, response_body
@@ -18,6 +20,7 @@ from ..otlp.protocol import Signal, body_encoding
 from .errors import error_response
 
 router = APIRouter(tags=["opentelemetry"])
+logger = logging.getLogger("orchestrator_db.api")
 
 
 @router.post("/v1/traces", include_in_schema=False)
@@ -46,5 +49,9 @@ async def _export(request: Request, signal: Signal) -> Response:
                               headers={"retry-after": str(exc.retry_after)})
     except OtlpError as exc:
         return error_response(exc.status, type(exc).__name__, exc.message, exc.field)
+    except Exception as exc:  # a bug: logged; 503 so the exporter keeps the data and retries
+        logger.error("OTLP %s export failed", signal, exc_info=exc)
+        return error_response(503, "InternalError", "the export could not be processed; see "
+                              "the server log", headers={"retry-after": "5"})
     return Response(response_body(signal, encoding, result.rejected, result.message),
                     media_type=media_type(encoding))

@@ -42,6 +42,7 @@ from ..models import (
     SystemLogUpdate,
 )
 from ..pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from .queryparams import refuse_unknown_query
 from .schemas import (
     AgentLogPage,
     AgentPage,
@@ -56,7 +57,7 @@ from .schemas import (
     error_responses,
 )
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", dependencies=[Depends(refuse_unknown_query)])
 
 
 async def get_db(request: Request) -> DatabaseManager:
@@ -68,8 +69,9 @@ Db = Annotated[DatabaseManager, Depends(get_db)]
 
 # List filters are one query model per resource: FastAPI validates the model in one pydantic call
 # (eleven separate parameters cost more than the SQLite query of a 100-row page) and still lists
-# each field in /openapi.json. Unknown query parameters are ignored. Text filters are bounded and
-# NUL-free (PostgreSQL text cannot hold NUL) before they reach the driver as parameters.
+# each field in /openapi.json. Unknown query parameters are refused with 400, naming the known
+# ones (queryparams.py). Text filters are bounded and NUL-free (PostgreSQL text cannot hold NUL)
+# before they reach the driver as parameters.
 NO_NUL = r"^[^\x00]*$"
 TextFilter = Annotated[str | None, Field(max_length=1000, pattern=NO_NUL)]
 IdFilter = Annotated[str | None, Field(max_length=100, description="A UUID.")]

@@ -56,10 +56,12 @@ class SessionSummary(BaseModel):
     """Agents by status, prompts, tokens, cost and first/last activity of one session."""
 
     session_id: str
-    status: AgentStatus = Field(description="executing/pending/failed if any agent is, else "
-                                            "cancelled or completed.")
+    status: AgentStatus = Field(description="From the latest run of each orchestrator agent: "
+                                "executing/pending/failed if any is, else cancelled or completed.")
     agents: int
     agents_by_status: dict[str, int]
+    failed_attempts: int = Field(description="Failed runs followed by a later run of the same "
+                                             "orchestrator agent (retried).")
     prompts: int
     tokens_input: int
     tokens_output: int
@@ -111,6 +113,20 @@ class FeedHealth(BaseModel):
     skipped_gaps: int = Field(description="Gaps stepped over after waiting for their writers.")
 
 
+class OtlpHealth(BaseModel):
+    """The OpenTelemetry receiver (POST /v1/traces, /v1/logs) and its writer."""
+
+    running: bool
+    pending: int = Field(description="Spans and log records queued, not yet written.")
+    requests: int
+    items: int = Field(description="Spans and log records written.")
+    rejected: int
+    batches: int
+    busy: int = Field(description="Requests answered 429 because the queue was full.")
+    failures: int = Field(description="Batches that could not be written (answered 503).")
+    last_error: str | None
+
+
 class Health(BaseModel):
     """The service is up and its database answers ("ok"), or its live events are failing
     ("degraded", answered with 503)."""
@@ -119,6 +135,7 @@ class Health(BaseModel):
     engine: str
     schema_version: int
     feed: FeedHealth
+    otlp: OtlpHealth | None = None
 
 
 class Position(BaseModel):

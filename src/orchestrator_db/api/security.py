@@ -190,6 +190,13 @@ class BodyLimit:
         self.max_bytes = max_bytes
         self.path_limits = dict(path_limits or {})  # other limits for some paths (OTLP export)
 
+    def _limit(self, path: str) -> int:
+        """The limit of ``path``: its own, or its collection's ("/api/prompts" covers its ids)."""
+        if path in self.path_limits:
+            return self.path_limits[path]
+        collection = path.rsplit("/", 1)[0]
+        return self.path_limits.get(collection, self.max_bytes)
+
     async def _too_large(self, send: Send, limit: int) -> None:
         await send_json(send, 413, error_body(
             "PayloadTooLarge", f"request body is larger than {limit} bytes"))
@@ -198,7 +205,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
+        limit = self._limit(scope.get("path", ""))
         declared = _headers(scope).get("content-length")
         if declared is not None:
             try:

@@ -3,24 +3,76 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+import re
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
+from dotenv import load_dotenv
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
+try:  # Typer vendors Click (as typer._click) since 0.2x; before, it used Click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older Typer
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+from ..config import DOTENV_FILE
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
+from ..version import __version__
 
 T = TypeVar("T")
 
+
+class OneLineErrors(TyperGroup):
+    """The command group, whose usage errors are one red line and exit code 1.
+
+    Click's standalone mode would print a boxed usage text and exit with 2; every other error of
+    this CLI is one ``error:`` line and 1, so a bad option or a missing argument is too (in the
+    installed command and under ``CliRunner`` alike).
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args,
+                                **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, windows_expand_args,
+                                  **extra)
+        except click_errors.NoArgsIsHelpError as exc:  # bare `orchestrator-db`: the help
+            # (Typer's rich help is printed as it is made; plain Click's comes back as text.)
+            if help_text := exc.format_message().strip():
+                print(help_text)
+            sys.exit(0)
+        except click_errors.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "orchestrator-db"
+            _error_line(f"{exc.format_message()} (see `{where} --help`)")
+            sys.exit(1)
+        except click_errors.ClickException as exc:
+            _error_line(exc.format_message())
+            sys.exit(1)
+        except typer.Abort:
+            _error_line("aborted")
+            sys.exit(1)
+        # Not standalone, Click hands back a command's return value or the code of its Exit.
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
     name="orchestrator-db",
-    help="Persistence and observability for multi-agent AI orchestrators.",
+    help="Persistence and observability for multi-agent AI orchestrators.\n\n"
+    "Settings (DATABASE_URL, ORCHESTRATOR_DB_PATH, ORCHESTRATOR_HOST, ...) come from the "
+    "environment, then from a .env file in the working directory.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineErrors,
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -50,12 +102,40 @@ def fail(error: str | Exception) -> typer.Exit:
     """
     if isinstance(error, Exception) and State.debug:
         raise error
+    _error_line(cli_words(str(error)) if isinstance(error, OrchestratorDBError) else str(error))
+    return typer.Exit(1)
+
+
+# The library names its parameters in messages ("min_level must be one of ..."); here they are
+# the options the user typed. Only a name that starts the message, or `name=True`, is replaced.
+CLI_OPTIONS = {
+    "min_level": "--level", "log_level": "--level", "older_than": "--older-than",
+    "merge": "--merge", "agent_id": "--agent", "session_id": "--session",
+    "batch_size": "--batch-size", "since": "--since", "until": "--until", "tables": "--table",
+    "format": "--format", "limit": "--limit", "status": "--status",
+}
+
+
+def row_count(count: int) -> str:
+    """``1 row``, ``2,000 rows``."""
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+
+
+def cli_words(message: str) -> str:
+    """Return a library message with its parameter names spelled as the CLI's options."""
+    head = re.match(r"[a-z_]+(?=[ :])", message)
+    if head is not None and head.group() in CLI_OPTIONS:
+        message = CLI_OPTIONS[head.group()] + message[head.end():]
+    return re.sub(r"\b([a-z_]+)=True\b",
+                  lambda m: CLI_OPTIONS.get(m.group(1), m.group()), message)
+
+
+def _error_line(message: str) -> None:
     # escape: messages quote user data (Rich would read "[...]" in it as markup); soft_wrap:
     # one line however narrow the terminal, so scripts can grep it.
     # A driver's message may span lines (PostgreSQL's DETAIL:, HINT:): one line all the same.
-    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
     err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def run_with_db(url: str | None, db: str | None,
@@ -76,11 +156,23 @@ def run_with_db(url: str | None, db: str | None,
         raise fail(exc) from None
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"orchestrator-db {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", is_eager=True,
+        callback=_print_version)] = False,
 ) -> None:
     State.debug = debug
+    # Before the command's own options are parsed, so ORCHESTRATOR_HOST / ORCHESTRATOR_PORT
+    # (and every other setting) in .env work as if exported; the environment wins over it.
+    load_dotenv(Path.cwd() / DOTENV_FILE, override=False)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from rich.table import Table
 from ..config import resolve_target
 from ..errors import OrchestratorDBError
 from ..transfer import DEFAULT_BATCH_SIZE, CopyResult, copy_database
-from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail
+from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail, row_count
 
 
 @app.command(
@@ -116,5 +116,5 @@ def _print_result(result: CopyResult, as_json: bool) -> None:
                       f"{t.copied_rows:,}", (t.checksum or "")[:16])
     console.print(table)
     how = {"new": "copied", "resume": "resumed and completed", "merge": "merged"}[result.mode]
-    console.print(f"{how} {result.copied_rows:,} rows; verified: row counts and checksums of "
+    console.print(f"{how} {row_count(result.copied_rows)}; verified: row counts and checksums of "
                   f"all {len(result.tables)} tables match", highlight=False, soft_wrap=True)

@@ -20,7 +20,7 @@ from rich.text import Text
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from ..models import LOG_LEVELS, format_ts, parse_ts
-from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail, run_with_db
+from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail, row_count, run_with_db
 
 FOLLOW_INTERVAL_S = 0.5
 # Rows can commit a little after their created_at (a batching log handler, a slow transaction):
@@ -65,7 +65,11 @@ def sessions(url: UrlOption = None, db: DbOption = None, limit: LimitOption = 20
     table.add_column("cost (USD)", justify="right")
     table.add_column("last activity (UTC)")
     for r in rows:
-        table.add_row(Text(r["session_id"]), str(r["agents"]), r["status"], str(r["prompts"]),
+        status = r["status"]
+        if r.get("failed_attempts"):  # a failed run that a later run of its agent replaced
+            n = r["failed_attempts"]
+            status += f" ({n} failed attempt{'s' if n > 1 else ''})"
+        table.add_row(Text(r["session_id"]), str(r["agents"]), status, str(r["prompts"]),
                       f"{r['tokens_input'] + r['tokens_output']:,}", f"{r['cost_usd']:.4f}",
                       _time(r["last_activity"]))
     console.print(table)
@@ -125,15 +129,45 @@ def agents(
 
 
 # logs -----------------------------------------------------------------------------------------
-def _log_line(row: dict[str, Any], system: bool) -> Text:
+def agent_label(name: str | None, agent_id: str) -> str:
+    """An agent as people tell them apart: its name and the random tail of its id.
+
+    The first characters of a UUIDv7 are its timestamp, the same for every agent started within
+    a minute; the last eight are random.
+    """
+    return f"{name or '?'} {agent_id[-8:]}"
+
+
+async def _agent_labels(manager: DatabaseManager, rows: list[dict[str, Any]],
+                        labels: dict[str, str]) -> None:
+    """Add the labels of the agents of ``rows`` that ``labels`` does not know yet."""
+    names: dict[str, str | None] = {}
+    for agent_id in {r["agent_id"] for r in rows} - labels.keys():
+        agent = await manager.get_agent(agent_id)
+        name = agent["name"] if agent else None
+        if agent and not name:
+            oa_id = agent["orchestrator_agent_id"]
+            if oa_id not in names:
+                oa = await manager.get_orchestrator_agent(oa_id)
+                names[oa_id] = oa["name"] if oa else None
+            name = names[oa_id]
+        labels[agent_id] = agent_label(name, agent_id)
+
+
+def _log_line(row: dict[str, Any], system: bool, labels: dict[str, str] | None = None) -> Text:
     level = row["log_level"]
     line = Text()
     line.append(row["created_at"][:23].replace("T", " "), style="dim")
     line.append(" ")
     line.append(f"{level:<8}", style=LEVEL_STYLES.get(level, ""))
     line.append(" ")
-    who = (row.get("source") or "-") if system else row["agent_id"][:8]
-    line.append(who, style="magenta")
+    if system:
+        line.append(row.get("source") or "-", style="magenta")
+    else:
+        name, _, tail = (labels or {}).get(row["agent_id"], agent_label(None, row["agent_id"])
+                                           ).rpartition(" ")
+        line.append(name, style="magenta")
+        line.append(f" {tail}", style="dim")
     if not system:
         line.append(f" {row['log_type']}", style="blue")
     # Log text is untrusted (LLM output): appended as plain text, never parsed as markup.
@@ -153,7 +187,8 @@ def logs(
     session: Annotated[str | None, typer.Option(
         "--session", help="Only the agents of this session.")] = None,
     level: Annotated[str | None, typer.Option(
-        "--level", help=f"This level and above: {', '.join(LOG_LEVELS)}.")] = None,
+        "--level", "--min-level", help=f"This level and above: {', '.join(LOG_LEVELS)}.")
+    ] = None,
     system: Annotated[bool, typer.Option("--system", help="Show system logs instead.")] = False,
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing new lines as they are written (Ctrl-C stops).")
@@ -168,13 +203,19 @@ def logs(
     if system and (agent or session):
         raise fail("--agent and --session filter agent logs; they cannot be used with --system")
 
+    labels: dict[str, str] = {}  # agent id -> "name 1a2b3c4d", looked up once
+
     def emit(row: dict[str, Any]) -> None:
         if as_json:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
-            console.print(_log_line(row, system), highlight=False, soft_wrap=True)
+            console.print(_log_line(row, system, labels), highlight=False, soft_wrap=True)
             console.file.flush()
+
+    async def learn(manager: DatabaseManager, rows: list[dict[str, Any]]) -> None:
+        if not (as_json or system):
+            await _agent_labels(manager, rows, labels)
 
     def page(manager: DatabaseManager, **kwargs: Any) -> Any:
         if system:
@@ -184,6 +225,7 @@ def logs(
     async def work(manager: DatabaseManager) -> None:
         latest = (await page(manager, limit=limit, order="desc")).items
         latest.reverse()
+        await learn(manager, latest)
         for row in latest:
             emit(row)
         if not follow:
@@ -199,6 +241,8 @@ def logs(
             while True:
                 result = await page(manager, since=since, cursor=cursor, limit=1000,
                                     order="asc")
+                if show:
+                    await learn(manager, result.items)
                 for row in result.items:
                     if row["id"] in seen:
                         continue
@@ -263,7 +307,7 @@ def export(
         "--table", "-t", help="orchestrator_agents, agents, prompts, agent_logs or system_logs.")],
     url: UrlOption = None,
     db: DbOption = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", "-F", help="jsonl or csv.")] = "jsonl",
     since: Annotated[str | None, typer.Option(
         "--since", help="Only rows created at or after this ISO 8601 time.")] = None,
     until: Annotated[str | None, typer.Option(
@@ -308,10 +352,10 @@ def export(
         raise
     if partial is not None and output is not None:
         os.replace(partial, output)
-        err_console.print(f"exported {count:,} rows of {table} to {output}", highlight=False,
+        err_console.print(f"exported {row_count(count)} of {table} to {output}", highlight=False,
                           soft_wrap=True, markup=False)
     else:
-        err_console.print(f"exported {count:,} rows of {table}", highlight=False,
+        err_console.print(f"exported {row_count(count)} of {table}", highlight=False,
                           markup=False)
 
 
@@ -364,5 +408,5 @@ def prune(
     for name, n in counts.items():
         table.add_row(name, f"{n:,}")
     console.print(table)
-    console.print(f"{verb} {sum(counts.values()):,} rows", highlight=False)
+    console.print(f"{verb} {row_count(sum(counts.values()))}", highlight=False)
 

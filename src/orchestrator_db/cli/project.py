@@ -71,14 +71,19 @@ def render_project(*, engine: str = "sqlite", db_path: str = DEFAULT_DB_PATH,
         "schema_version": packaged_schema_version(),
     }
 
-    def render(name: str) -> str:
-        return env.get_template(name).render(context)
+    def render(name: str, **extra: object) -> str:
+        return env.get_template(name).render({**context, **extra})
 
     return [
         ProjectFile("adws/__init__.py", render("adws_init.py.j2"), only_if_missing=True),
-        ProjectFile("adws/adw_database.py", render("adw_database.py.j2")),
+        ProjectFile("adws/adw_database.py",
+                    render("adw_database.py.j2", module="adws.adw_database", schema_up=0)),
         ProjectFile("adws/adw_modules/__init__.py", render("adw_modules_init.py.j2"),
                     only_if_missing=True),
+        # Seed 002's backend puts adws/ on sys.path: `from adw_modules.adw_database import ...`
+        ProjectFile("adws/adw_modules/adw_database.py",
+                    render("adw_database.py.j2", module="adw_modules.adw_database",
+                           schema_up=1)),
         ProjectFile("adws/adw_modules/orch_database_models.py",
                     render("orch_database_models.py.j2")),
         ProjectFile("adws/schema/schema_orchestrator.sqlite", render_sqlite_schema()),
@@ -134,7 +139,9 @@ def init(
     engine: Annotated[str, typer.Option(
         "--engine", help="sqlite or postgres: which database .env.sample selects.")] = "sqlite",
     db_path: Annotated[str, typer.Option(
-        "--db-path", help="SQLite database file, relative to the project.")] = DEFAULT_DB_PATH,
+        "--db", help="SQLite database file, relative to the project.")] = DEFAULT_DB_PATH,
+    old_db_path: Annotated[str | None, typer.Option(
+        "--db-path", hidden=True, help="The old name of --db.")] = None,
     postgres_url: Annotated[str, typer.Option(
         "--postgres-url", help="PostgreSQL URL written to .env.sample.")] = DEFAULT_POSTGRES_URL,
     force: Annotated[bool, typer.Option(
@@ -144,18 +151,21 @@ def init(
 ) -> None:
     """Add the database layer to an orchestrator project.
 
-    Writes adws/adw_database.py (DatabaseManager), adws/adw_modules/orch_database_models.py,
+    Writes adws/adw_database.py (DatabaseManager; also as adws/adw_modules/adw_database.py,
+    the import path of seed 002), adws/adw_modules/orch_database_models.py,
     adws/schema/schema_orchestrator.sqlite (generated from the package's migrations) with its
     README, data/.gitignore, .env.sample and scripts/setup_database.sh. Existing files are left
     alone unless --force; running it again changes nothing.
     """
+    if old_db_path is not None:
+        db_path = old_db_path
     engine = engine.lower()
     if engine == "postgresql":
         engine = "postgres"
     if engine not in ("sqlite", "postgres"):
         raise fail(f"--engine must be sqlite or postgres, got {engine!r}")
     if not db_path or UNSAFE_PATH_CHARS & set(db_path):
-        raise fail(f"--db-path must be a plain path without quotes, $ or backslashes, "
+        raise fail(f"--db must be a plain path without quotes, $ or backslashes, "
                    f"got {db_path!r}")
     if UNSAFE_PATH_CHARS & set(postgres_url):
         raise fail("--postgres-url must not contain quotes, $ or backslashes")

@@ -17,11 +17,18 @@ def upgrade(url: UrlOption = None, db: DbOption = None) -> None:
 
     Example: orchestrator-db upgrade --db data/orchestrator.db
     """
-    async def work(manager: DatabaseManager) -> int:
-        return await manager.schema_version()
+    async def work(manager: DatabaseManager) -> tuple[int | None, int, str]:
+        return (manager.found_schema_version, await manager.schema_version(),
+                manager.target.display())
 
-    version = run_with_db(url, db, work, create=True)
-    console.print(f"schema is up to date (version {version})")
+    found, version, where = run_with_db(url, db, work, create=True)
+    if not found:
+        message = f"created the database at {where} (schema version {version})"
+    elif found < version:
+        message = f"migrated {where} from version {found} to {version}"
+    else:
+        message = f"{where} is already up to date (version {version})"
+    console.print(message, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 
 from ..api import create_app
 from ..database import DatabaseManager
@@ -48,11 +49,16 @@ def check_port(host: str, port: int) -> None:
         raise fail(f"{host}:{port} {reason}; pick another with --port") from None
 
 
-def _serve(url: str | None, db: str | None, host: str, port: int, *, log_level: str) -> None:
+def _app(url: str | None, db: str | None, host: str, port: int) -> FastAPI:
+    """Check the port and the configuration: every refusal before any banner, in one line."""
+    check_port(host, port)
     try:
-        application = create_app(url, db, host=host)
+        return create_app(url, db, host=host)
     except OrchestratorDBError as exc:
         raise fail(exc) from None
+
+
+def _serve(application: FastAPI, host: str, port: int, *, log_level: str) -> None:
     uvicorn.run(application, host=host, port=port, log_level=log_level,
                 timeout_graceful_shutdown=5, ws_max_size=1 << 20)
 
@@ -69,10 +75,10 @@ def serve(
 
     Example: orchestrator-db serve --port 8000, then open http://127.0.0.1:8000/
     """
-    check_port(host, port)
+    application = _app(url, db, host, port)
     console.print(f"dashboard: http://{_display_host(host)}:{port}/   API docs: "
-                  f"http://{_display_host(host)}:{port}/docs", highlight=False)
-    _serve(url, db, host, port, log_level=log_level)
+                  f"http://{_display_host(host)}:{port}/docs", highlight=False, soft_wrap=True)
+    _serve(application, host, port, log_level=log_level)
 
 
 @app.command()
@@ -93,7 +99,7 @@ def demo(
         target = DatabaseManager(db, url=url).target
     except OrchestratorDBError as exc:
         raise fail(exc) from None
-    check_port(host, port)
+    application = _app(target.url, None, host, port)
     # The database URL goes to the writer through its environment, not its command line, where
     # a PostgreSQL password would show up in `ps`.
     env = {**os.environ, "DATABASE_URL": target.url}
@@ -107,7 +113,7 @@ def demo(
     console.print(f"dashboard: [bold]http://{_display_host(host)}:{port}/[/bold]  "
                   "(Ctrl-C stops the server and the writer)", highlight=False)
     try:
-        _serve(target.url, None, host, port, log_level="warning")
+        _serve(application, host, port, log_level="warning")
     finally:
         if writer.poll() is None:
             writer.terminate()

@@ -54,6 +54,9 @@ class ManagerBase:
         self._options = {"busy_timeout_ms": busy_timeout_ms, "pool_min_size": pool_min_size,
                          "pool_max_size": pool_max_size}
         self._store: Store | None = None
+        #: The schema version ``connect()`` found, before migrating: 0 for a database it
+        #: created, None before the first ``connect()``.
+        self.found_schema_version: int | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     @property
@@ -76,6 +79,7 @@ class ManagerBase:
             store.must_exist = self.must_exist
             store.read_only = self.read_only
             await store.open()
+            self.found_schema_version = store.found_version
             self._store = store
         return self
 

@@ -66,10 +66,18 @@ class RecordOperations(QueryBuilder):
             ) from exc.__cause__
         return row_id
 
-    async def get_orchestrator_agent(self, orchestrator_agent_id: str) -> dict[str, Any] | None:
-        """Return the orchestrator agent, or None if there is none."""
-        return await self._get("orchestrator_agents", orchestrator_agent_id,
-                               "orchestrator_agent_id")
+    async def get_orchestrator_agent(self, agent_id: str | None = None, *,
+                                     orchestrator_agent_id: str | None = None
+                                     ) -> dict[str, Any] | None:
+        """Return the orchestrator agent, or None if there is none.
+
+        ``agent_id`` is the seed's name for the id; ``orchestrator_agent_id=`` is accepted too.
+        """
+        if agent_id is not None and orchestrator_agent_id is not None:
+            raise TypeError("get_orchestrator_agent() takes the id once: agent_id or "
+                            "orchestrator_agent_id=, not both")
+        row_id = agent_id if agent_id is not None else orchestrator_agent_id
+        return await self._get("orchestrator_agents", row_id, "orchestrator_agent_id")
 
     async def get_orchestrator_agent_by_name(self, name: str) -> dict[str, Any] | None:
         """Return the orchestrator agent with this name, or None."""
@@ -90,7 +98,14 @@ class RecordOperations(QueryBuilder):
         return await self._page("orchestrator_agents", where, limit=limit, cursor=cursor,
                                 order=order, offset=offset)
 
-    list_orchestrator_agents = lister("page_orchestrator_agents", "orchestrator agents")
+    async def list_orchestrator_agents(self, *, order: Order = "desc", **filters: Any
+                                       ) -> list[dict[str, Any]]:
+        """Return orchestrator agents, newest first as the seed has it (``order="asc"``: oldest).
+
+        Filters and paging as ``page_orchestrator_agents``.
+        """
+        return (await self.page_orchestrator_agents(order=order, **filters)).items
+
     iter_orchestrator_agents = streamer("page_orchestrator_agents", "orchestrator agent")
 
     async def update_orchestrator_agent(self, orchestrator_agent_id: str, **fields: Any) -> bool:
@@ -259,6 +274,10 @@ class RecordOperations(QueryBuilder):
             return await self._update("agents", agent_id, AgentUpdate, fields, touch=True)
         except ForeignKeyError as exc:
             oa = fields.get("orchestrator_agent_id")
+            parent = fields.get("parent_agent_id")
+            if parent is not None and (oa is None or await self.get_orchestrator_agent(oa)):
+                raise ForeignKeyError(f"parent agent {parent} does not exist",
+                                      field="parent_agent_id") from exc.__cause__
             raise ForeignKeyError(f"orchestrator agent {oa} does not exist",
                                   field="orchestrator_agent_id") from exc.__cause__
 
@@ -347,33 +366,29 @@ class RecordOperations(QueryBuilder):
         fields: dict[str, Any] = {"response": response, "tokens_input": tokens_input,
                                   "tokens_output": tokens_output, "status": status,
                                   "completed_at": utc_now()}
+        unpriced: str | None = None  # a model without a known price, to say so once stored
         if cost_usd is not None:
             fields["cost_usd"] = cost_usd
         else:
             prompt = await self.get_prompt(prompt_id)
             if prompt is None:
                 return False
-            if prompt["model"] and not prompt["cost_usd"]:
-                fields["cost_usd"] = await self._priced(prompt["model"], tokens_input,
-                                                        tokens_output)
-        return await self.update_prompt(prompt_id, **fields)
-
-    async def _priced(self, model: str, tokens_input: Any, tokens_output: Any) -> Any:
-        """The cost of a completed prompt (0 for an unknown model, noted once)."""
-        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                   for n in (tokens_input, tokens_output)):
-            return 0.0  # the update refuses the tokens with the usual message
-        cost = pricing.price(model, tokens_input, tokens_output)
-        if cost is None:
-            if pricing.first_miss(model):
-                note = validate(SystemLogCreate, {
-                    "message": f"no price known for model {model!r}: its prompts are stored "
-                               "with cost 0", "log_level": "WARNING",
-                    "source": "orchestrator_db.pricing", "details": {"model": model}})
-                await self._insert("system_logs", {**note.__dict__, "id": uuid7(),
-                                                   "created_at": utc_now()})
-            return 0.0
-        return cost
+            model = prompt["model"]
+            if model and not prompt["cost_usd"] and all(
+                    isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                    for n in (tokens_input, tokens_output)):  # else the update refuses them
+                cost = pricing.price(model, tokens_input, tokens_output)
+                fields["cost_usd"] = 0.0 if cost is None else cost
+                unpriced = model if cost is None else None
+        changed = await self.update_prompt(prompt_id, **fields)
+        if changed and unpriced is not None and pricing.first_miss(unpriced):
+            note = validate(SystemLogCreate, {
+                "message": f"no price known for model {unpriced!r}: its prompts are stored with "
+                           "cost 0", "log_level": "WARNING", "source": "orchestrator_db.pricing",
+                "details": {"model": unpriced}})
+            await self._insert("system_logs", {**note.__dict__, "id": uuid7(),
+                                               "created_at": utc_now()})
+        return changed
 
     async def update_prompt(self, prompt_id: str, **fields: Any) -> bool:
         """Change fields of a prompt; False if it does not exist."""

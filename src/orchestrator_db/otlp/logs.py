@@ -158,6 +158,7 @@ async def _ingest(storage: Storage, batch: list[Record]) -> Outcome:
             except ValidationError as exc:
                 if table == "agents":
                     refused_agents.add(row["id"])
+                    outcome.message = outcome.message or f"a Claude Code session: {exc.message}"
                 else:
                     outcome.refuse([row["id"]], f"a log record: {exc.message}")
     async with storage.db.transaction():

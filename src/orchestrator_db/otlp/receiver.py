@@ -37,6 +37,8 @@ DEFAULT_MAX_PENDING = 50_000
 DEFAULT_MAX_BATCH = 5_000
 # How long stop() lets the writer finish what is queued before it gives up on it.
 STOP_TIMEOUT = 60.0
+# Requests decoded at once at most: each may hold its whole body (up to 64 MiB un-gzipped).
+MAX_DECODING = 8
 
 
 class Busy(OrchestratorDBError):
@@ -112,6 +114,7 @@ class OtlpReceiver:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
+        self._decoding = 0
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -163,12 +166,16 @@ class OtlpReceiver:
             Unavailable: the receiver is stopping or the database failed (503).
         """
         self._check_open()
-        if self._pending >= self.max_pending:
+        if self._pending >= self.max_pending or self._decoding >= MAX_DECODING:
             self.stats.busy += 1
             raise Busy(f"{self._pending} items are waiting to be written; retry shortly")
         body_encoding(content_type)  # 415 before any work
-        items, rejected, reason = await asyncio.to_thread(
-            decode, signal, body, content_type, content_encoding)
+        self._decoding += 1
+        try:
+            items, rejected, reason = await asyncio.to_thread(
+                decode, signal, body, content_type, content_encoding)
+        finally:
+            self._decoding -= 1
         self._check_open()
         self.stats.requests += 1
         if not items:

@@ -95,8 +95,8 @@ class Storage:
         for chunk in _chunks(sorted(set(trace_ids))):
             q = store.query()
             rows = await store.fetch(
-                f"SELECT DISTINCT trace_id, session_id FROM agents WHERE trace_id IN "
-                f"({', '.join(q.p(t) for t in chunk)})", q.params)
+                f"SELECT DISTINCT trace_id, session_id FROM agents WHERE trace_id IS NOT NULL "
+                f"AND trace_id IN ({', '.join(q.p(t) for t in chunk)})", q.params)
             for r in rows:
                 if r["session_id"] != r["trace_id"] or r["trace_id"] not in out:
                     out[r["trace_id"]] = r["session_id"]

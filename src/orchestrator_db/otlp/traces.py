@@ -21,7 +21,7 @@ from ..errors import ConstraintError, ValidationError
 from ..models import utc_now
 from .plan import Link, Plan, implicit_agent_id, make_plan
 from .spans import SpanView
-from .storage import Storage, validated
+from .storage import CHUNK, Storage, validated
 
 RETRIES = 2
 
@@ -204,35 +204,44 @@ async def _adopt(storage: Storage, adopted: list[tuple[Link, str | None]]) -> No
 
 
 async def _move(storage: Storage, trace_id: str, implicit: str, root: str, agent_id: str) -> None:
-    """Move a subtree held by the implicit agent (from span ``root`` down) to ``agent_id``."""
+    """Move a subtree held by the implicit agent (from span ``root`` down) to ``agent_id``.
+
+    Every lookup goes through an index: the implicit agent's spans by ``agent_id``, the trace's
+    agent runs still without a parent by ``trace_id``, their spans by primary key.
+    """
     store = storage.db.store
     q = store.query()
-    rows = await storage.fetch(
-        f"SELECT span_id, parent_span_id, agent_id, is_agent FROM otlp_spans "
-        f"WHERE trace_id = {q.p(trace_id)} AND (agent_id = {q.p(implicit)} OR is_agent)",
+    held = await storage.fetch(
+        f"SELECT span_id, parent_span_id FROM otlp_spans WHERE agent_id = {q.p(implicit)}",
         q.params)
-    children: dict[str | None, list[dict[str, Any]]] = {}
-    for row in rows:
-        children.setdefault(row["parent_span_id"], []).append(row)
+    children: dict[str | None, list[str]] = {}
+    for row in held:
+        children.setdefault(row["parent_span_id"], []).append(row["span_id"])
     moved: list[str] = []
-    sub_agents: list[str] = []
     stack = [root]
     while stack:
         span_id = stack.pop()
         moved.append(span_id)
-        for child in children.get(span_id, []):
-            if child["is_agent"]:
-                sub_agents.append(str(child["agent_id"]))
-            elif str(child["agent_id"]) == implicit:
-                stack.append(child["span_id"])
+        stack.extend(children.get(span_id, []))
     for table in ("prompts", "agent_logs", "otlp_spans"):
-        for start in range(0, len(moved), 500):
-            chunk = moved[start:start + 500]
+        for start in range(0, len(moved), CHUNK):
+            chunk = moved[start:start + CHUNK]
             q = store.query()
             await storage.execute(
                 f"UPDATE {table} SET agent_id = {q.p(agent_id)} WHERE trace_id = {q.p(trace_id)} "
-                f"AND span_id IN ({', '.join(q.p(s) for s in chunk)})", q.params)
-    await _set_parent(storage, sub_agents, agent_id)
+                f"AND span_id IS NOT NULL AND span_id IN ({', '.join(q.p(s) for s in chunk)})",
+                q.params)
+    # Sub-agents whose parent span is in the subtree: they had no agent above them till now.
+    q = store.query()
+    roots = await storage.fetch(
+        f"SELECT id, span_id FROM agents WHERE trace_id = {q.p(trace_id)} "
+        f"AND span_id IS NOT NULL AND parent_agent_id IS NULL", q.params)
+    if roots:
+        links = await storage.links(str(r["span_id"]) for r in roots)
+        subtree = set(moved)
+        await _set_parent(storage, [str(r["id"]) for r in roots if (
+            link := links.get((trace_id, r["span_id"]))) is not None
+            and link.parent_span_id in subtree], agent_id)
 
 
 async def _set_parent(storage: Storage, agent_ids: list[str], parent: str) -> None:

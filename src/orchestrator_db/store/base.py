@@ -168,6 +168,8 @@ class Store(abc.ABC):
         #: Open without writing anything, migrations included (``copy`` and ``backup`` read
         #: their source so): a schema that is not the newest is a SchemaError instead.
         self.read_only = False
+        #: The schema version ``open()`` found, before migrating (0: a new, empty database).
+        self.found_version: int | None = None
 
     @classmethod
     @abc.abstractmethod

@@ -63,6 +63,11 @@ def change_trigger_sql(dialect: Dialect) -> str:
     return separator.join(render(_ident(table), fields) for table, fields in CHANGE_FIELDS.items())
 
 
+def change_trigger_names() -> frozenset[str]:
+    """Return the names of the change-feed triggers (the same on both engines)."""
+    return frozenset(f"changes_{table}_{op}" for table in CHANGE_FIELDS for op in CHANGE_OPS)
+
+
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 

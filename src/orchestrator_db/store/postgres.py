@@ -19,6 +19,7 @@ import asyncpg
 from ..config import Dialect, Target
 from ..errors import NotConnectedError, NotFoundError, OrchestratorDBError, SchemaError
 from .base import Query, Store, TxState, hold_tx, tx_level
+from .catalog import check_postgres_schema
 from .changes import ChangeReader
 from .migrations import load_migrations, pending, split_sql_script
 from .postgres_changes import PostgresChangeReader
@@ -101,6 +102,8 @@ class PostgresStore(Store):
             if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
                 raise NotFoundError(f"no orchestrator-db schema at {self.target.display()}")
             applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            self.found_version = max(applied, default=0)
+            await check_postgres_schema(conn, applied, self.target.display())
         if pending(migrations, applied):
             raise SchemaError(
                 f"{self.target.display()} is at schema version {max(applied, default=0)}; this "
@@ -122,6 +125,8 @@ class PostgresStore(Store):
                             "with `orchestrator-db upgrade --url ...`")
                     await conn.execute(MIGRATIONS_TABLE_SQL)
                     applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                    self.found_version = max(applied, default=0)
+                    await check_postgres_schema(conn, applied, self.target.display())
                     for migration in pending(migrations, applied):
                         for statement in split_sql_script(migration.sql):
                             await conn.execute(statement)

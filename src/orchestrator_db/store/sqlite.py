@@ -98,6 +98,7 @@ class SQLiteStore(Store):
             )
         await self.connection.open(load_migrations(self.dialect), self.schema_file,
                                    read_only=self.read_only)
+        self.found_version = self.connection.found_version
 
     async def close(self) -> None:
         # Writes already awaited by callers are committed before the connection goes away.

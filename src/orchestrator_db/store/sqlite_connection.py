@@ -28,6 +28,7 @@ from ..errors import (
 from ..jsoncodec import decode_json
 from ..models import format_ts
 from ..tables import JSON_FIELDS
+from .catalog import check_sqlite_schema
 from .migrations import Migration, pending, split_sql_script
 
 T = TypeVar("T")
@@ -112,16 +113,21 @@ def rows_of(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     return out
 
 
-def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file: Path | None
-             ) -> None:
-    """Apply pending migrations under the write lock (so two processes never both do)."""
+def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file: Path | None,
+             where: str) -> int:
+    """Apply pending migrations under the write lock (so two processes never both do).
+
+    Returns the schema version the database had before (0: new or empty).
+    """
     with contextlib.suppress(sqlite3.OperationalError):
         # fetchall(): a half-read SELECT would keep a read lock open while others migrate.
         applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        check_sqlite_schema(conn, applied, where)
         if not pending(migrations, applied) and schema_file is None:
-            return
+            return max(applied, default=0)
     conn.execute("BEGIN IMMEDIATE")
     try:
+        from_file = False
         if schema_file is not None:
             has_tables = conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'agents'"
@@ -129,8 +135,13 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
             if not has_tables:
                 for statement in split_sql_script(schema_file.read_text()):
                     conn.execute(statement)
+                from_file = True
         conn.execute(MIGRATIONS_TABLE_SQL)
         applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+        # Read again under the write lock: another process may have migrated meanwhile.
+        found = 0 if from_file else max(applied, default=0)
+        if not from_file:
+            check_sqlite_schema(conn, applied, where)
         for migration in pending(migrations, applied):
             for statement in split_sql_script(migration.sql):
                 conn.execute(statement)
@@ -142,6 +153,7 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    return found
 
 
 class SQLiteConnection:
@@ -155,6 +167,8 @@ class SQLiteConnection:
         self.lock = asyncio.Lock()
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        #: The schema version found when opening, before any migration (0: new or empty).
+        self.found_version: int | None = None
 
     async def open(self, migrations: list[Migration], schema_file: Path | None, *,
                    read_only: bool = False) -> None:
@@ -181,7 +195,7 @@ class SQLiteConnection:
 
         def prepare(conn: sqlite3.Connection) -> None:
             setup_connection(conn, self.busy_timeout_ms)
-            _migrate(conn, migrations, schema_file)
+            self.found_version = _migrate(conn, migrations, schema_file, str(self.path))
         return self._connect(str(self.path), prepare, uri=False)
 
     def _connect_read_only(self, migrations: list[Migration], schema_file: Path | None
@@ -190,6 +204,8 @@ class SQLiteConnection:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
             conn.execute("PRAGMA query_only = ON")  # and nothing here may write by mistake
             applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            self.found_version = max(applied, default=0)
+            check_sqlite_schema(conn, applied, str(self.path))
             if pending(migrations, applied):
                 raise SchemaError(
                     f"{self.path} is at schema version {max(applied, default=0)}; this "

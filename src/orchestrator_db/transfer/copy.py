@@ -129,7 +129,8 @@ async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
     if foreign:
         raise CopyError(
             f"the destination already holds data that is not an interrupted copy of this source "
-            f"(in {', '.join(foreign)}); pass --merge (merge=True) to add the source's rows to it"
+            f"(in {', '.join(foreign)}); pass merge=True to add the source's rows to it",
+            field="merge",
         )
     return _Plan(tables, starts, rollups)
 

@@ -98,6 +98,20 @@ export function badge(status) {
   return h("span", { class: `badge badge-${String(status).toLowerCase()}` }, status);
 }
 
+/** The random end of a UUIDv7 (its first characters are the creation time, alike for runs
+ * started within a minute). */
+export function idTail(id) {
+  return String(id || "").slice(-8);
+}
+
+/** "1 failed attempt": failed runs that a later run of the same agent replaced, or nothing. */
+export function failedAttempts(summary) {
+  const n = summary.failed_attempts || 0;
+  if (!n) return null;
+  return h("span", { class: "failed-attempts", title: "failed runs that were retried" },
+    `${n} failed attempt${n > 1 ? "s" : ""}`);
+}
+
 export function empty(text) {
   return h("div", { class: "empty" }, text);
 }

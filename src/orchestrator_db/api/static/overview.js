@@ -2,7 +2,9 @@
 
 import { get } from "./api.js";
 import { costBarChart } from "./chart.js";
-import { badge, debounce, empty, fmtAgo, fmtCost, fmtInt, fmtTime, h, mount } from "./dom.js";
+import {
+  badge, debounce, empty, failedAttempts, fmtAgo, fmtCost, fmtInt, fmtTime, h, mount,
+} from "./dom.js";
 
 function kpi(label, value, sub) {
   return h("div", { class: "kpi" },
@@ -23,7 +25,7 @@ function sessionRow(session) {
   return h("tr", { class: "row-link", dataset: { session: session.session_id },
     onclick: () => { location.hash = href; } },
   h("td", {}, h("a", { href, class: "mono" }, session.session_id)),
-  h("td", {}, badge(session.status)),
+  h("td", {}, h("div", { class: "status-cell" }, badge(session.status), failedAttempts(session))),
   agentsCell(session),
   h("td", { class: "num" }, fmtInt(session.prompts)),
   h("td", { class: "num" }, fmtInt(session.tokens_input + session.tokens_output)),

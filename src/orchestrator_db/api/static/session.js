@@ -4,7 +4,8 @@
 import { LEVELS, get, getAll, levelRank } from "./api.js";
 import { cumulativeCostChart } from "./chart.js";
 import {
-  badge, debounce, empty, fmtClock, fmtCost, fmtDuration, fmtInt, fmtTime, h, mount,
+  badge, debounce, empty, failedAttempts, fmtClock, fmtCost, fmtDuration, fmtInt, fmtTime, h,
+  idTail, mount,
 } from "./dom.js";
 
 const STEP_TYPES = ["step_start", "step_end", "state_change"];
@@ -86,9 +87,12 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
 
   const agentName = (agentId) => {
     const a = state.agents.get(agentId);
-    if (!a) return agentId ? agentId.slice(0, 8) : "—";
-    return a.name || state.oaNames.get(a.orchestrator_agent_id) || a.id.slice(0, 8);
+    if (!a) return agentId ? idTail(agentId) : "—";
+    return a.name || state.oaNames.get(a.orchestrator_agent_id) || idTail(a.id);
   };
+  // The name and the random tail of the id: two runs of one agent stay apart.
+  const agentLabel = (agentId) => h("span", { class: "agent-label", title: agentId || "" },
+    agentName(agentId), agentId ? h("span", { class: "id-tail mono" }, idTail(agentId)) : null);
 
   async function loadNames() {
     const missing = [...new Set([...state.agents.values()].map((a) => a.orchestrator_agent_id))]
@@ -98,7 +102,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
         const oa = await get(`/api/orchestrator-agents/${encodeURIComponent(id)}`);
         state.oaNames.set(id, oa.name);
       } catch {
-        state.oaNames.set(id, id.slice(0, 8));
+        state.oaNames.set(id, idTail(id));
       }
     }));
   }
@@ -117,7 +121,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
     }
     mount(title,
       h("h1", {}, h("span", { class: "muted" }, "Session "), h("span", { class: "mono" }, sessionId)),
-      badge(summary.status));
+      badge(summary.status), failedAttempts(summary));
     mount(kpis,
       kpi("Agents", fmtInt(summary.agents),
         Object.entries(summary.agents_by_status).filter(([, n]) => n)
@@ -184,7 +188,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
       const name = h("td", { class: "agent-cell" },
         h("div", { class: "strong nowrap" }, depth ? h("span", { class: "tree-branch", "aria-hidden": "true" }, "└ ") : null,
           agentName(a.id)),
-        h("div", { class: "muted mono small" }, a.id.slice(0, 8),
+        h("div", { class: "muted mono small", title: a.id }, idTail(a.id),
           children ? ` · ${children} sub-agent${children > 1 ? "s" : ""}` : ""));
       name.style.setProperty("--depth", String(Math.min(depth, 12)));
       return h("tr", { dataset: { agent: a.id, depth: String(depth), parent: a.parent_agent_id || "" } },
@@ -213,7 +217,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
       bar.style.left = `${(100 * (start - t0)) / (t1 - t0)}%`;
       bar.style.width = `${Math.max(0.8, (100 * (end - start)) / (t1 - t0))}%`;
       return h("div", { class: "gantt-row" },
-        h("div", { class: "gantt-label" }, agentName(a.id)),
+        h("div", { class: "gantt-label" }, agentLabel(a.id)),
         h("div", { class: "gantt-track" }, bar));
     }));
   }
@@ -241,7 +245,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
         h("div", { class: "step-body" },
           h("div", { class: "step-meta" },
             h("span", { class: "mono small" }, fmtClock(row.created_at)),
-            h("span", { class: "chip" }, agentName(row.agent_id)),
+            h("span", { class: "chip" }, agentLabel(row.agent_id)),
             h("span", { class: "step-type" }, row.log_type.replace("_", " "))),
           h("div", { class: "step-msg" }, row.message))))
       : empty("No steps recorded yet."));
@@ -263,7 +267,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
         h("th", { class: "num" }, "Cost"), h("th", {}, "Prompt and response"))),
       h("tbody", {}, rows.map((p) => h("tr", { dataset: { prompt: p.id } },
         h("td", { class: "mono small nowrap" }, fmtClock(p.created_at)),
-        h("td", { class: "nowrap" }, agentName(p.agent_id)),
+        h("td", { class: "nowrap" }, agentLabel(p.agent_id)),
         h("td", { class: "mono small" }, p.model || "—"),
         h("td", {}, badge(p.status)),
         h("td", { class: "num" }, fmtInt(p.tokens_input)),
@@ -289,7 +293,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
     return h("div", { class: `log level-${row.log_level.toLowerCase()}`, dataset: { id: row.id } },
       h("span", { class: "log-time mono" }, fmtClock(row.created_at)),
       h("span", { class: `log-level lvl-${row.log_level.toLowerCase()}` }, row.log_level),
-      h("span", { class: "log-agent" }, agentName(row.agent_id)),
+      h("span", { class: "log-agent" }, agentLabel(row.agent_id)),
       h("span", { class: "log-type" }, row.log_type),
       h("span", { class: "log-msg" }, row.message));
   }
