@@ -14,11 +14,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from orchestrator_db import DatabaseManager
+from orchestrator_db.api import create_app
 
 PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("ORCHESTRATOR_REQUIRE_PG") == "1"
@@ -109,3 +113,42 @@ async def db(db_url: str) -> AsyncIterator[DatabaseManager]:
     """A connected DatabaseManager on a fresh database, once per engine."""
     async with DatabaseManager(url=db_url) as manager:
         yield manager
+
+
+@pytest.fixture
+async def app(db_url: str) -> AsyncIterator[FastAPI]:
+    """The service on a fresh database (both engines), its lifespan (feed, OTLP receiver) on."""
+    application = create_app(db_url)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to ``app`` in-process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright cannot download its own browser here
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright; in CI (CI=true) a missing browser fails."""
+    if not os.path.exists(CHROMIUM):
+        reason = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

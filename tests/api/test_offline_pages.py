@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 
 import httpx
 from apihelpers import Server
-from test_dashboard import SCREENSHOTS, TIMEOUT_MS, browser  # noqa: F401 - browser: a fixture
+from test_dashboard import SCREENSHOTS, TIMEOUT_MS
 
 from orchestrator_db import SyncDatabaseManager
 
 
-def offline_page(browser: Any) -> tuple[Any, list[str]]:  # noqa: F811
+def offline_page(browser: Any) -> tuple[Any, list[str]]:
     """A page whose requests to anywhere but 127.0.0.1 are aborted (and listed)."""
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     blocked: list[str] = []
@@ -42,7 +42,7 @@ def offline_page(browser: Any) -> tuple[Any, list[str]]:  # noqa: F811
 
 
 def test_api_docs_render_offline(sqlite_url: str, servers: Callable[..., Server],
-                                 browser: Any, tmp_path: Path) -> None:  # noqa: F811
+                                 browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     server = servers(sqlite_url)
@@ -72,7 +72,7 @@ def _demo(url: str) -> list[dict[str, Any]]:
 
 
 def test_dashboard_offline_with_a_retried_failure(sqlite_url: str, servers: Callable[..., Server],
-                                                  browser: Any, tmp_path: Path) -> None:  # noqa: F811
+                                                  browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     runs = _demo(sqlite_url)

@@ -5,7 +5,6 @@ A real server gets a trace of nested agents over OTLP; Playwright drives Debian'
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,6 @@ import pytest
 from apihelpers import Server, start_server
 from otlphelpers import CHAT, PROTOBUF, agent_attrs, new_span, new_trace, span, traces
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 30_000
 
 
@@ -27,23 +23,6 @@ def server(db_url: str) -> Iterator[Server]:
     started = start_server(db_url)
     yield started
     started.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def test_session_page_shows_the_agent_tree(server: Server, browser: Any,

@@ -327,7 +327,8 @@ class Store(abc.ABC):
             return 0
         q = self.query()
         condition = self.ids_condition(q, ids)
-        return await self.execute(f"DELETE FROM {table} WHERE {condition}", q.params)
+        # table: one of tables.py; condition: ids_condition placeholders (values as parameters)
+        return await self.execute(f"DELETE FROM {table} WHERE {condition}", q.params)  # sql-ok
 
     # the change log --------------------------------------------------------------------------
     @abc.abstractmethod
