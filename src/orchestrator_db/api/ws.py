@@ -67,7 +67,7 @@ def _filters(params: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
 async def _pump(websocket: WebSocket, subscription: Any) -> None:
     sent = 0
     async for event in subscription:
-        await websocket.send_text(json.dumps(event.to_dict(), separators=(",", ":")))
+        await websocket.send_text(event.json)  # encoded once for every subscriber
         sent += 1
         if sent % YIELD_EVERY == 0:
             # Neither a queued event nor a send into a socket buffer with room suspends: a

@@ -6,6 +6,8 @@ the event is delivered, and the agent's session filled in for prompts and logs.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +56,11 @@ class ChangeEvent:
             "row": self.row, "session_id": self.session_id, "agent_id": self.agent_id,
             "log_level": self.log_level,
         }
+
+    @functools.cached_property
+    def json(self) -> str:
+        """The event as compact JSON text, encoded once however many subscribers send it."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
