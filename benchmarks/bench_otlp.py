@@ -23,9 +23,7 @@ import json
 import os
 import random
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +33,8 @@ import asyncpg
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from .bench_api import start_server  # a real `serve` on a free port
 
 TRACES = int(os.environ.get("BENCH_OTLP_TRACES", "5000"))
 REQUESTS = int(os.environ.get("BENCH_OTLP_REQUESTS", "100"))
@@ -104,20 +104,6 @@ def build_payloads(traces: int, requests: int) -> list[bytes]:
                 _kv("gen_ai.conversation.id", f"conversation-{t // 10}")])
         bodies.append(request.SerializeToString())
     return bodies
-
-
-def start_server(url: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from orchestrator_db.cli import main; main()", "serve",
-         "--port", "0", "--url", url, "--log-level", "info"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "Uvicorn running on" in line:
-            port = line.split("127.0.0.1:")[1].split()[0]
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, f"http://127.0.0.1:{port}"
-    raise RuntimeError("server did not start")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -12,16 +12,15 @@ import base64
 import json
 import logging
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from dbhelpers import run_sql
 from orchestrator_db import DatabaseManager
 from orchestrator_db.api import ApiConfigError, create_app
 from orchestrator_db.api.security import redact_tokens_in_access_log
@@ -218,18 +217,7 @@ def test_create_app_installs_the_redaction(access_log: _Keep, sqlite_url: str,
 # /healthz reports the change feed ---------------------------------------------------------------
 async def rename_table(db: DatabaseManager, old: str, new: str) -> None:
     sql = f"ALTER TABLE {old} RENAME TO {new}"
-    if db.db_path is not None:
-        conn = sqlite3.connect(db.db_path, isolation_level=None)
-        try:
-            conn.execute(sql)
-        finally:
-            conn.close()
-        return
-    pg = await asyncpg.connect(db.target.url)
-    try:
-        await pg.execute(sql)
-    finally:
-        await pg.close()
+    await run_sql(db, sql, sql)
 
 
 async def health_becomes(client: httpx.AsyncClient, status: int, timeout: float

@@ -9,7 +9,6 @@ that never fills (a rollback) do not hold live events back; losing the change lo
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -17,6 +16,7 @@ from contextlib import aclosing
 import asyncpg
 import pytest
 
+from dbhelpers import run_sql
 from orchestrator_db import DatabaseManager
 from orchestrator_db.events import ChangeEvent, ChangeFeed
 
@@ -34,22 +34,6 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"not within {timeout} s: {what}")
         await asyncio.sleep(0.02)
-
-
-async def run_sql(db: DatabaseManager, sqlite_sql: str, pg_sql: str) -> None:
-    """Run a statement on the database from a connection of its own (another client)."""
-    if db.db_path is not None:
-        conn = sqlite3.connect(db.db_path, isolation_level=None)
-        try:
-            conn.execute(sqlite_sql)
-        finally:
-            conn.close()
-        return
-    conn_pg = await asyncpg.connect(db.target.url)
-    try:
-        await conn_pg.execute(pg_sql)
-    finally:
-        await conn_pg.close()
 
 
 # a position this database never reached ---------------------------------------------------------

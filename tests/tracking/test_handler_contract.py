@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -22,17 +22,6 @@ import pytest
 from orchestrator_db import DatabaseManager, OrchestratorDBHandler
 
 WAIT = 10.0  # bounded waits: nothing here should take more than a fraction of this
-
-
-@pytest.fixture
-def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"test.contract.{request.node.name}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    yield log
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-        handler.close()
 
 
 def attach(logger: logging.Logger, target: str, **kwargs: Any) -> OrchestratorDBHandler:
