@@ -15,7 +15,10 @@ import pytest
 from orchestrator_db import DatabaseManager, SchemaError, render_sqlite_schema
 from orchestrator_db.config import Dialect
 from orchestrator_db.store.base import load_migrations
-from orchestrator_db.tables import CHANGE_FIELDS
+from orchestrator_db.store.migrations import render_template
+from orchestrator_db.tables import (CHANGE_COLUMNS, CHANGE_FIELDS, CHANGES_TABLE,
+                                    COLUMNS, OTLP_SPAN_COLUMNS, OTLP_SPANS_TABLE, ROLLUP_COLUMNS,
+                                    ROLLUP_TABLE)
 
 TABLES = {"orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs"}
 
@@ -217,3 +220,42 @@ async def test_list_queries_use_their_index(db: DatabaseManager, name: str) -> N
         plan = " ".join(r["QUERY PLAN"] for r in rows)
         assert index in plan, plan
         assert "Sort" not in plan, plan
+
+
+def test_every_template_word_is_filled_on_both_engines() -> None:
+    for dialect in Dialect:
+        for migration in load_migrations(dialect):
+            assert not re.search(r"\{[a-z_]+\}", migration.sql), (dialect, migration.name)
+
+
+def test_an_unknown_template_word_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match=r"unknown schema template word \{jsonn\}"):
+        render_template("CREATE TABLE t (x {jsonn});", Dialect.SQLITE)
+
+
+def test_a_template_renders_each_engines_own_types() -> None:
+    template = "CREATE TABLE t (id {id}, at {time} NOT NULL{default_now}, d {json}){without_rowid};"
+    assert render_template(template, Dialect.SQLITE) == (
+        "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, at TEXT NOT NULL, d TEXT) WITHOUT ROWID;")
+    assert render_template(template, Dialect.POSTGRES) == (
+        "CREATE TABLE t (id uuid PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), d jsonb);")
+
+
+async def test_both_engines_create_the_same_tables_and_columns(db: DatabaseManager) -> None:
+    # One template per migration: a column added for one engine only would show up here.
+    if db.store.dialect is Dialect.SQLITE:
+        rows = await db.store.fetch(
+            "SELECT m.name AS t, p.name AS c FROM sqlite_master AS m "
+            "JOIN pragma_table_info(m.name) AS p WHERE m.type = 'table' ORDER BY m.name, p.cid")
+    else:
+        rows = await db.store.fetch(
+            "SELECT table_name AS t, column_name AS c FROM information_schema.columns "
+            "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position")
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        found.setdefault(row["t"], []).append(row["c"])
+    for table, columns in COLUMNS.items():
+        assert tuple(found[table]) == columns, table
+    assert tuple(found[CHANGES_TABLE]) == (*CHANGE_COLUMNS, "created_at")
+    assert tuple(found[OTLP_SPANS_TABLE]) == OTLP_SPAN_COLUMNS
+    assert tuple(found[ROLLUP_TABLE]) == ROLLUP_COLUMNS

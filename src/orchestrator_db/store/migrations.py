@@ -1,8 +1,10 @@
-"""Schema migrations: the packaged SQL files of each engine, read in order.
+"""Schema migrations: the packaged SQL templates, read in order and rendered per engine.
 
-Migration 0002 (the change feed) is a file plus generated SQL: its triggers are rendered from
-``tables.CHANGE_FIELDS``, one template per engine applied to each table, instead of fifteen
-pasted copies that could drift apart.
+Each ``schema/NNNN_name.sql`` is written once for both engines; the words that differ (column
+types, ``IF NOT EXISTS`` on ``ADD COLUMN``, ``WITHOUT ROWID``) are ``{word}`` placeholders filled
+from ``SQLITE_WORDS`` / ``POSTGRES_WORDS`` below, so a table cannot drift apart between engines.
+Migration 0002 (the change feed) is a template plus generated SQL: its triggers are rendered from
+``tables.CHANGE_FIELDS``, one template per engine applied to each table.
 """
 
 from __future__ import annotations
@@ -23,9 +25,39 @@ NOTIFY_CHANNEL = "orchestrator_db_changes"
 CHANGE_OPS: tuple[str, ...] = ("insert", "update", "delete")
 
 
+# What each {word} of a schema template becomes on each engine. SQLite keeps ids, times and
+# JSON as TEXT (fixed-shape strings that sort in time order); PostgreSQL uses native types.
+SQLITE_WORDS: dict[str, str] = {
+    "id": "TEXT PRIMARY KEY NOT NULL", "uuid": "TEXT", "text": "TEXT", "json": "TEXT",
+    "time": "TEXT", "date": "TEXT", "bigint": "INTEGER", "double": "REAL", "bool": "INTEGER",
+    "false": "0", "serial": "INTEGER PRIMARY KEY", "default_now": "",
+    "add_column": "ADD COLUMN", "without_rowid": " WITHOUT ROWID",
+}
+POSTGRES_WORDS: dict[str, str] = {
+    "id": "uuid PRIMARY KEY", "uuid": "uuid", "text": "text", "json": "jsonb",
+    "time": "timestamptz", "date": "date", "bigint": "bigint", "double": "double precision",
+    "bool": "boolean", "false": "false", "serial": "bigserial PRIMARY KEY",
+    "default_now": " DEFAULT now()", "add_column": "ADD COLUMN IF NOT EXISTS", "without_rowid": "",
+}
+_WORD = re.compile(r"\{([a-z_]+)\}")
+
+
+def render_template(template: str, dialect: Dialect) -> str:
+    """Fill a schema template's ``{word}`` placeholders for one engine (SchemaError if unknown)."""
+    words = SQLITE_WORDS if dialect is Dialect.SQLITE else POSTGRES_WORDS
+
+    def word(match: re.Match[str]) -> str:
+        try:
+            return words[match.group(1)]
+        except KeyError:
+            raise SchemaError(f"unknown schema template word {match.group(0)}") from None
+
+    return _WORD.sub(word, template)
+
+
 @dataclass
 class Migration:
-    """One numbered schema change, read from ``schema/<dialect>/NNNN_name.sql``."""
+    """One numbered schema change, rendered from ``schema/NNNN_name.sql`` for one engine."""
 
     version: int
     name: str
@@ -34,7 +66,7 @@ class Migration:
 
 def load_migrations(dialect: Dialect) -> list[Migration]:
     """Return the packaged migrations of one engine, in order (with their generated SQL)."""
-    folder = resources.files("orchestrator_db") / "schema" / dialect.value.replace("postgresql", "postgres")
+    folder = resources.files("orchestrator_db") / "schema"
     try:
         entries = sorted((e for e in folder.iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -43,7 +75,7 @@ def load_migrations(dialect: Dialect) -> list[Migration]:
     for entry in entries:
         number, _, rest = entry.name.partition("_")
         name = rest.removesuffix(".sql")
-        sql = entry.read_text()
+        sql = render_template(entry.read_text(encoding="utf-8"), dialect)
         if name in _GENERATED:
             sql = sql.rstrip() + "\n\n" + _GENERATED[name](dialect)
         migrations.append(Migration(int(number), name, sql))
