@@ -16,9 +16,16 @@ from orchestrator_db import DatabaseManager, SchemaError, render_sqlite_schema
 from orchestrator_db.config import Dialect
 from orchestrator_db.store.base import load_migrations
 from orchestrator_db.store.migrations import render_template
-from orchestrator_db.tables import (CHANGE_COLUMNS, CHANGE_FIELDS, CHANGES_TABLE,
-                                    COLUMNS, OTLP_SPAN_COLUMNS, OTLP_SPANS_TABLE, ROLLUP_COLUMNS,
-                                    ROLLUP_TABLE)
+from orchestrator_db.tables import (
+    CHANGE_COLUMNS,
+    CHANGE_FIELDS,
+    CHANGES_TABLE,
+    COLUMNS,
+    OTLP_SPAN_COLUMNS,
+    OTLP_SPANS_TABLE,
+    ROLLUP_COLUMNS,
+    ROLLUP_TABLE,
+)
 
 TABLES = {"orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs"}
 

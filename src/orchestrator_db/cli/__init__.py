@@ -116,6 +116,49 @@ CLI_OPTIONS = {
 }
 
 
+# Each command's examples, shown at the end of its --help (one command line per line).
+EXAMPLES: dict[str, str] = {
+    "sessions": """\
+orchestrator-db sessions
+orchestrator-db sessions --limit 5 --json""",
+    "agents": """\
+orchestrator-db agents --session run-42
+orchestrator-db agents --status failed --json
+orchestrator-db agents --definitions""",
+    "logs": """\
+orchestrator-db logs --agent 0193a1c2-... --follow
+orchestrator-db logs --session run-42 --level WARNING -n 200
+orchestrator-db logs --system --json""",
+    "export": """\
+orchestrator-db export --table agent_logs --format jsonl -o logs.jsonl
+orchestrator-db export --table prompts --format csv --session run-42 > prompts.csv
+orchestrator-db export --table system_logs --since 2026-11-01 --until 2026-11-08""",
+    "prune": """\
+orchestrator-db prune --older-than 30d --dry-run
+orchestrator-db prune --older-than 12h --table agent_logs --table system_logs
+orchestrator-db prune --older-than 2026-01-01T00:00:00Z""",
+    "init": """\
+orchestrator-db init                 # into the current directory
+orchestrator-db init ../my-orchestrator --dry-run
+orchestrator-db init --engine postgres --force""",
+    "copy": """\
+orchestrator-db copy sqlite:///data/orchestrator.db postgresql://me@db/orchestrator
+orchestrator-db --debug copy postgresql://me@db/orchestrator backup.db
+DATABASE_URL=sqlite:///data/orchestrator.db orchestrator-db copy postgresql://db/o""",
+    "backup": """\
+orchestrator-db backup backups/orchestrator-2026-12-01.db
+orchestrator-db backup snapshot.db --db data/orchestrator.db""",
+    "restore": """\
+orchestrator-db restore backups/orchestrator-2026-12-01.db --force""",
+}
+
+
+def examples(command: str) -> str:
+    """A command's help epilog: its example command lines, one paragraph each."""
+    lines = EXAMPLES[command].splitlines()
+    return ("Examples:" if len(lines) > 1 else "Example:") + "".join(f"\n\n  {line}" for line in lines)
+
+
 def row_count(count: int) -> str:
     """``1 row``, ``2,000 rows``."""
     return f"{count:,} row" if count == 1 else f"{count:,} rows"

@@ -8,15 +8,13 @@ from typing import Annotated
 import typer
 
 from ..database import DatabaseManager
-from . import DbOption, UrlOption, app, console, run_with_db
+from . import DbOption, UrlOption, app, console, examples, run_with_db
 
 
-@app.command(epilog="Examples:\n\n  orchestrator-db backup backups/orchestrator-2026-12-01.db\n\n"
-                    "  orchestrator-db backup snapshot.db --db data/orchestrator.db")
+@app.command(epilog=examples("backup"))
 def backup(
     dest: Annotated[Path, typer.Argument(help="The new SQLite file to write (never overwritten).")],
-    url: UrlOption = None,
-    db: DbOption = None,
+    url: UrlOption = None, db: DbOption = None,
 ) -> None:
     """Write a consistent snapshot of the database to DEST while writers keep going.
 
@@ -31,11 +29,10 @@ def backup(
                   soft_wrap=True)
 
 
-@app.command(epilog="Example:\n\n  orchestrator-db restore backups/orchestrator-2026-12-01.db --force")
+@app.command(epilog=examples("restore"))
 def restore(
     src: Annotated[Path, typer.Argument(help="A snapshot written by `orchestrator-db backup`.")],
-    url: UrlOption = None,
-    db: DbOption = None,
+    url: UrlOption = None, db: DbOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a database that holds "
                                                       "records.")] = False,
 ) -> None:

@@ -20,18 +20,10 @@ from rich.table import Table
 from ..config import resolve_target
 from ..errors import OrchestratorDBError
 from ..transfer import DEFAULT_BATCH_SIZE, CopyResult, copy_database
-from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail, row_count
+from . import DbOption, JsonOption, UrlOption, app, console, err_console, examples, fail, row_count
 
 
-@app.command(
-    "copy",
-    epilog=(
-        "Examples:\n\n"
-        "  orchestrator-db copy sqlite:///data/orchestrator.db postgresql://me@db/orchestrator\n\n"
-        "  orchestrator-db --debug copy postgresql://me@db/orchestrator backup.db\n\n"
-        "  DATABASE_URL=sqlite:///data/orchestrator.db orchestrator-db copy postgresql://db/o"
-    ),
-)
+@app.command("copy", epilog=examples("copy"))
 def copy_command(
     src_url: Annotated[str, typer.Argument(
         metavar="SRC_URL", show_default=False,
@@ -41,8 +33,7 @@ def copy_command(
         help="Destination. With only one URL given, that one is the destination and the "
         "source is --url/--db (or DATABASE_URL, ORCHESTRATOR_DB_PATH, data/orchestrator.db).")
     ] = None,
-    url: UrlOption = None,
-    db: DbOption = None,
+    url: UrlOption = None, db: DbOption = None,
     merge: Annotated[
         bool,
         typer.Option("--merge", help="Allow a destination holding other data: add the rows "

@@ -20,7 +20,18 @@ from rich.text import Text
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from ..models import LOG_LEVELS, format_ts, parse_ts
-from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail, row_count, run_with_db
+from . import (
+    DbOption,
+    JsonOption,
+    UrlOption,
+    app,
+    console,
+    err_console,
+    examples,
+    fail,
+    row_count,
+    run_with_db,
+)
 
 FOLLOW_INTERVAL_S = 0.5
 # Rows can commit a little after their created_at (a batching log handler, a slow transaction):
@@ -30,6 +41,7 @@ LEVEL_STYLES = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "r
                 "CRITICAL": "bold red"}
 LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=1000,
                                           help="How many rows to show.")]
+SessionOption = Annotated[str | None, typer.Option("--session", help="Only this session's rows.")]
 
 
 def _time(value: str | None) -> str:
@@ -41,8 +53,7 @@ def _print_json(data: Any) -> None:
 
 
 # sessions -------------------------------------------------------------------------------------
-@app.command(epilog="Examples:\n\n  orchestrator-db sessions\n\n"
-             "  orchestrator-db sessions --limit 5 --json")
+@app.command(epilog=examples("sessions"))
 def sessions(url: UrlOption = None, db: DbOption = None, limit: LimitOption = 20,
              as_json: JsonOption = False) -> None:
     """List sessions, most recently active first: agents, status, cost, last activity."""
@@ -76,13 +87,10 @@ def sessions(url: UrlOption = None, db: DbOption = None, limit: LimitOption = 20
 
 
 # agents ---------------------------------------------------------------------------------------
-@app.command(epilog="Examples:\n\n  orchestrator-db agents --session run-42\n\n"
-             "  orchestrator-db agents --status failed --json\n\n"
-             "  orchestrator-db agents --definitions")
+@app.command(epilog=examples("agents"))
 def agents(
-    url: UrlOption = None,
-    db: DbOption = None,
-    session: Annotated[str | None, typer.Option("--session", help="Only this session.")] = None,
+    url: UrlOption = None, db: DbOption = None,
+    session: SessionOption = None,
     status: Annotated[str | None, typer.Option(
         "--status", help="pending, executing, completed, failed or cancelled.")] = None,
     definitions: Annotated[bool, typer.Option(
@@ -177,15 +185,11 @@ def _log_line(row: dict[str, Any], system: bool, labels: dict[str, str] | None =
     return line
 
 
-@app.command(epilog="Examples:\n\n  orchestrator-db logs --agent 0193a1c2-... --follow\n\n"
-             "  orchestrator-db logs --session run-42 --level WARNING -n 200\n\n"
-             "  orchestrator-db logs --system --json")
+@app.command(epilog=examples("logs"))
 def logs(
-    url: UrlOption = None,
-    db: DbOption = None,
+    url: UrlOption = None, db: DbOption = None,
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent (id).")] = None,
-    session: Annotated[str | None, typer.Option(
-        "--session", help="Only the agents of this session.")] = None,
+    session: SessionOption = None,
     level: Annotated[str | None, typer.Option(
         "--level", "--min-level", help=f"This level and above: {', '.join(LOG_LEVELS)}.")
     ] = None,
@@ -297,23 +301,17 @@ class _CountingWriter(io.TextIOBase):
         self.out.flush()
 
 
-@app.command(epilog=(
-    "Examples:\n\n  orchestrator-db export --table agent_logs --format jsonl -o logs.jsonl\n\n"
-    "  orchestrator-db export --table prompts --format csv --session run-42 > prompts.csv\n\n"
-    "  orchestrator-db export --table system_logs --since 2026-11-01 --until 2026-11-08"
-))
+@app.command(epilog=examples("export"))
 def export(
     table: Annotated[str, typer.Option(
         "--table", "-t", help="orchestrator_agents, agents, prompts, agent_logs or system_logs.")],
-    url: UrlOption = None,
-    db: DbOption = None,
+    url: UrlOption = None, db: DbOption = None,
     fmt: Annotated[str, typer.Option("--format", "-F", help="jsonl or csv.")] = "jsonl",
     since: Annotated[str | None, typer.Option(
         "--since", help="Only rows created at or after this ISO 8601 time.")] = None,
     until: Annotated[str | None, typer.Option(
         "--until", help="Only rows created before this ISO 8601 time.")] = None,
-    session: Annotated[str | None, typer.Option(
-        "--session", help="Only the rows of this session.")] = None,
+    session: SessionOption = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write to this file instead of stdout.", dir_okay=False)] = None,
 ) -> None:
@@ -366,17 +364,12 @@ def _remove(path: Path | None) -> None:
 
 
 # prune ----------------------------------------------------------------------------------------
-@app.command(epilog=(
-    "Examples:\n\n  orchestrator-db prune --older-than 30d --dry-run\n\n"
-    "  orchestrator-db prune --older-than 12h --table agent_logs --table system_logs\n\n"
-    "  orchestrator-db prune --older-than 2026-01-01T00:00:00Z"
-))
+@app.command(epilog=examples("prune"))
 def prune(
     older_than: Annotated[str, typer.Option(
         "--older-than", help="Age (30d, 12h, 45m, 2w) or an ISO 8601 time: rows created "
         "before it are deleted.")],
-    url: UrlOption = None,
-    db: DbOption = None,
+    url: UrlOption = None, db: DbOption = None,
     tables: Annotated[list[str] | None, typer.Option(
         "--table", "-t", help="Prune only this table (repeatable): agent_logs, system_logs or "
         "prompts (default: all three).")] = None,

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from ..manager.schema import packaged_schema_version, render_sqlite_schema
 from ..version import __version__
-from . import app, console, fail
+from . import app, console, examples, fail
 
 DEFAULT_DB_PATH = "data/orchestrator.db"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@localhost:5432/orchestrator"
@@ -126,11 +126,7 @@ def apply(root: Path, steps: list[Step]) -> None:
             target.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
-@app.command(epilog=(
-    "Examples:\n\n  orchestrator-db init                 # into the current directory\n\n"
-    "  orchestrator-db init ../my-orchestrator --dry-run\n\n"
-    "  orchestrator-db init --engine postgres --force"
-))
+@app.command(epilog=examples("init"))
 def init(
     directory: Annotated[Path, typer.Argument(
         metavar="DIR", help="Project directory (created if missing; default: the current "

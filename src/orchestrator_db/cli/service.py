@@ -65,10 +65,8 @@ def _serve(application: FastAPI, host: str, port: int, *, log_level: str) -> Non
 
 @app.command()
 def serve(
-    host: HostOption = "127.0.0.1",
-    port: PortOption = 8000,
-    url: UrlOption = None,
-    db: DbOption = None,
+    host: HostOption = "127.0.0.1", port: PortOption = 8000,
+    url: UrlOption = None, db: DbOption = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the REST API, live events and the dashboard.
@@ -83,10 +81,8 @@ def serve(
 
 @app.command()
 def demo(
-    host: HostOption = "127.0.0.1",
-    port: PortOption = 8000,
-    url: UrlOption = None,
-    db: DbOption = None,
+    host: HostOption = "127.0.0.1", port: PortOption = 8000,
+    url: UrlOption = None, db: DbOption = None,
     duration: Annotated[float, typer.Option("--duration",
                                             help="Seconds the simulated run takes.")] = 25.0,
 ) -> None:

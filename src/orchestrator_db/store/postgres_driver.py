@@ -12,15 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import (
-    ConstraintError,
-    DuplicateError,
-    ForeignKeyError,
-    NotConnectedError,
-    OrchestratorDBError,
-    SchemaError,
-    ValidationError,
-)
+from .. import errors
 from ..jsoncodec import decode_json, dumps_json
 from ..models import format_ts
 
@@ -28,29 +20,29 @@ _UNIQUE_KEY = re.compile(r"Key \(([^)]*)\)=")
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
-def translate_error(exc: Exception) -> OrchestratorDBError:
+def translate_error(exc: Exception) -> errors.OrchestratorDBError:
     """Turn an asyncpg error into the orchestrator-db error it means."""
     msg = str(exc)
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        return ForeignKeyError("a referenced record does not exist")
+        return errors.ForeignKeyError("a referenced record does not exist")
     if isinstance(exc, asyncpg.UniqueViolationError):
         detail = getattr(exc, "detail", None) or msg
         # "Key (name)=(planner) already exists.": the column, as SQLite names it (the last one
         # of a composite key).
         key = _UNIQUE_KEY.search(detail)
         column = key.group(1).rsplit(",", 1)[-1].strip() if key else None
-        return DuplicateError(f"duplicate value ({detail})", field=column)
+        return errors.DuplicateError(f"duplicate value ({detail})", field=column)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        return ConstraintError(f"constraint failed: {msg}")
+        return errors.ConstraintError(f"constraint failed: {msg}")
     if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
-        return SchemaError(
+        return errors.SchemaError(
             f"the database schema is missing or outdated ({msg}); run `orchestrator-db upgrade`"
         )
     if isinstance(exc, asyncpg.DataError):
-        return ValidationError(f"invalid value: {msg}")
+        return errors.ValidationError(f"invalid value: {msg}")
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in msg:
-        return NotConnectedError("the database pool is closed; call connect() first")
-    return OrchestratorDBError(f"PostgreSQL error: {msg}")
+        return errors.NotConnectedError("the database pool is closed; call connect() first")
+    return errors.OrchestratorDBError(f"PostgreSQL error: {msg}")
 
 
 def rowcount(status: str) -> int:
@@ -66,7 +58,7 @@ def translated(exc: BaseException) -> BaseException:
         error.__cause__ = exc
         return error
     if isinstance(exc, asyncio.CancelledError):
-        return OrchestratorDBError("the group commit was cancelled")
+        return errors.OrchestratorDBError("the group commit was cancelled")
     return exc
 
 

@@ -34,6 +34,24 @@ current_run: contextvars.ContextVar[AgentRun | None] = contextvars.ContextVar(
 )
 
 
+class _RunContext:
+    """The context variables a run sets for the code inside its block, put back when it ends."""
+
+    def __init__(self) -> None:
+        self._tokens: tuple[contextvars.Token[str | None],
+                            contextvars.Token[AgentRun | None]] | None = None
+
+    def enter(self, agent_id: str | None, run: AgentRun) -> None:
+        self._tokens = (current_agent_id.set(agent_id), current_run.set(run))
+
+    def leave(self) -> None:
+        if self._tokens is not None:
+            agent_token, run_token = self._tokens
+            self._tokens = None
+            current_agent_id.reset(agent_token)
+            current_run.reset(run_token)
+
+
 class Runner(Protocol):
     """Run a coroutine to completion and return its result (``SyncDatabaseManager``'s loop)."""
 
@@ -114,8 +132,7 @@ class AgentRun:
         #: The run this one was started inside (same manager), if any: its parent agent.
         self.parent_agent_id: str | None = None
         self._agent_id: str | None = None
-        self._token: contextvars.Token[str | None] | None = None
-        self._run_token: contextvars.Token[AgentRun | None] | None = None
+        self._context = _RunContext()
 
     @property
     def agent_id(self) -> str:
@@ -176,18 +193,12 @@ class AgentRun:
 
     async def __aenter__(self) -> AgentRun:
         await self._start(current_run.get())
-        self._token = current_agent_id.set(self._agent_id)
-        self._run_token = current_run.set(self)
+        self._context.enter(self._agent_id, self)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self._token is not None:
-            current_agent_id.reset(self._token)
-            self._token = None
-        if self._run_token is not None:
-            current_run.reset(self._run_token)
-            self._run_token = None
+        self._context.leave()
         await self._finish(exc)
 
     async def log(self, message: str, level: str = "INFO", *, log_type: str = "event",
@@ -239,8 +250,7 @@ class SyncAgentRun:
     def __init__(self, run: Runner, agent_run: AgentRun) -> None:
         self._run = run
         self._async_run = agent_run
-        self._token: contextvars.Token[str | None] | None = None
-        self._run_token: contextvars.Token[AgentRun | None] | None = None
+        self._context = _RunContext()
 
     @property
     def agent_id(self) -> str:
@@ -260,18 +270,12 @@ class SyncAgentRun:
     def __enter__(self) -> SyncAgentRun:
         # Read in the caller's thread, where an enclosing `with` block set it.
         agent_id = self._run(self._async_run._start(current_run.get()))
-        self._token = current_agent_id.set(agent_id)
-        self._run_token = current_run.set(self._async_run)
+        self._context.enter(agent_id, self._async_run)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._token is not None:
-            current_agent_id.reset(self._token)
-            self._token = None
-        if self._run_token is not None:
-            current_run.reset(self._run_token)
-            self._run_token = None
+        self._context.leave()
         self._run(self._async_run._finish(exc))
 
     def log(self, message: str, level: str = "INFO", **kwargs: Any) -> str:
