@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    create_model,
 )
 
 from .jsoncodec import JsonText, dumps_json
@@ -240,17 +241,6 @@ class OrchestratorAgentCreate(_Payload):
     metadata: JSONObject = None
 
 
-class OrchestratorAgentUpdate(_Payload):
-    """Fields ``update_orchestrator_agent`` may change."""
-
-    name: Name | None = None
-    description: Content | None = None
-    agent_type: Text | None = None
-    capabilities: Capabilities = None
-    default_model: Text | None = None
-    status: OrchestratorAgentStatus | None = None
-    metadata: JSONObject = None
-
 
 class AgentCreate(_Payload):
     """What ``create_agent`` accepts."""
@@ -268,19 +258,6 @@ class AgentCreate(_Payload):
     span_id: SpanId | None = None
 
 
-class AgentUpdate(_Payload):
-    """Fields ``update_agent`` may change."""
-
-    orchestrator_agent_id: str | None = None
-    session_id: Name | None = None
-    name: Text | None = None
-    model: Text | None = None
-    status: AgentStatus | None = None
-    metadata: JSONObject = None
-    started_at: Timestamp = None
-    completed_at: Timestamp = None
-    parent_agent_id: AgentRef = None
-
 
 class PromptCreate(_Payload):
     """What ``create_prompt`` accepts."""
@@ -297,18 +274,6 @@ class PromptCreate(_Payload):
     trace_id: TraceId | None = None
     span_id: SpanId | None = None
 
-
-class PromptUpdate(_Payload):
-    """Fields ``update_prompt`` may change."""
-
-    content: Content | None = None
-    response: Content | None = None
-    model: Text | None = None
-    status: PromptStatus | None = None
-    tokens_input: Count | None = None
-    tokens_output: Count | None = None
-    cost_usd: Cost | None = None
-    completed_at: Timestamp = None
 
 
 class AgentLogCreate(_Payload):
@@ -334,23 +299,38 @@ class SystemLogCreate(_Payload):
     created_at: Timestamp = None
 
 
-class AgentLogUpdate(_Payload):
-    """Fields ``update_agent_log`` may change (e.g. to redact a message that leaked a secret)."""
-
-    log_level: Level | None = None
-    log_type: Text | None = None
-    message: Message | None = None
-    details: JSONValue = None
 
 
-class SystemLogUpdate(_Payload):
-    """Fields ``update_system_log`` may change."""
+def _update_model(create: type[_Payload], name: str, doc: str, *fields: str) -> type[_Payload]:
+    """The payload of an ``update_*`` call: these fields of ``create``, each optional (None)."""
+    optional: dict[str, Any] = {}
+    for field in fields:
+        info = create.model_fields[field]
+        annotation = info.rebuild_annotation()
+        # A field whose default is None accepts None already (JSON fields take any value).
+        optional[field] = (annotation if info.default is None else annotation | None, None)
+    return create_model(name, __base__=_Payload, __doc__=doc, __module__=__name__, **optional)
 
-    log_level: Level | None = None
-    source: Text | None = None
-    message: Message | None = None
-    details: JSONValue = None
 
+OrchestratorAgentUpdate = _update_model(
+    OrchestratorAgentCreate, "OrchestratorAgentUpdate",
+    "Fields ``update_orchestrator_agent`` may change.",
+    "name", "description", "agent_type", "capabilities", "default_model", "status", "metadata")
+AgentUpdate = _update_model(
+    AgentCreate, "AgentUpdate", "Fields ``update_agent`` may change.",
+    "orchestrator_agent_id", "session_id", "name", "model", "status", "metadata", "started_at",
+    "completed_at", "parent_agent_id")
+PromptUpdate = _update_model(
+    PromptCreate, "PromptUpdate", "Fields ``update_prompt`` may change.",
+    "content", "response", "model", "status", "tokens_input", "tokens_output", "cost_usd",
+    "completed_at")
+AgentLogUpdate = _update_model(
+    AgentLogCreate, "AgentLogUpdate",
+    "Fields ``update_agent_log`` may change (e.g. to redact a message that leaked a secret).",
+    "log_level", "log_type", "message", "details")
+SystemLogUpdate = _update_model(
+    SystemLogCreate, "SystemLogUpdate", "Fields ``update_system_log`` may change.",
+    "log_level", "source", "message", "details")
 
 # The payload model that validates each table's writable fields (import_rows uses them too).
 CREATE_MODELS: dict[str, type[_Payload]] = {

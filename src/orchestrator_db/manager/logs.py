@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,21 +17,49 @@ from ..validation import check_uuid, validation_error
 from .queries import QueryBuilder, lister, streamer
 
 
+def _one_log(table: str, update_model: type[pydantic.BaseModel], what: str) -> tuple[
+        Callable[..., Awaitable[dict[str, Any] | None]], Callable[..., Awaitable[bool]],
+        Callable[..., Awaitable[bool]]]:
+    """The ``get_*``, ``update_*`` and ``delete_*`` methods of one log table, by ``log_id``."""
+
+    async def get(self: QueryBuilder, log_id: str) -> dict[str, Any] | None:
+        return await self._get(table, log_id, "log_id")
+
+    async def update(self: QueryBuilder, log_id: str, **fields: Any) -> bool:
+        return await self._update(table, log_id, update_model, fields, touch=False)
+
+    async def delete(self: QueryBuilder, log_id: str) -> bool:
+        return await self._delete(table, log_id)
+
+    name = table.removesuffix("s")
+    for method, verb in ((get, "get"), (update, "update"), (delete, "delete")):
+        method.__name__ = f"{verb}_{name}"
+        method.__qualname__ = f"LogOperations.{verb}_{name}"
+    get.__doc__ = f"Return the {what}, or None if there is none."
+    update.__doc__ = (f"Change fields of one {what} ({', '.join(update_model.model_fields)}), "
+                      "e.g. to redact a leaked secret; False if missing.")
+    delete.__doc__ = f"Delete one {what} (e.g. one that leaked a secret); False if missing."
+    return get, update, delete
+
+
+def _newest(list_method: str, what: str) -> Callable[..., Awaitable[list[dict[str, Any]]]]:
+    """A ``list_recent_*`` method: ``list_method`` newest first, 50 unless told."""
+
+    async def newest(self: QueryBuilder, limit: int = 50, **filters: Any) -> list[dict[str, Any]]:
+        return await getattr(self, list_method)(limit=limit, order="desc", **filters)  # type: ignore[no-any-return]
+
+    newest.__doc__ = f"Return the newest {what}, newest first."
+    return newest
+
+
 class LogOperations(QueryBuilder):
     """Agent logs and system logs, one at a time or in bulk, and bulk inserts of whole rows."""
 
     # agent logs ------------------------------------------------------------------------------
     async def create_agent_log(
-        self,
-        agent_id: str,
-        message: str,
-        *,
-        log_level: str = "INFO",
-        log_type: str = "event",
-        details: Any = None,
-        created_at: datetime | str | None = None,
-        trace_id: str | None = None,
-        span_id: str | None = None,
+        self, agent_id: str, message: str, *, log_level: str = "INFO", log_type: str = "event",
+        details: Any = None, created_at: datetime | str | None = None,
+        trace_id: str | None = None, span_id: str | None = None,
     ) -> str:
         """Write one agent log line and return its id.
 
@@ -119,17 +147,8 @@ class LogOperations(QueryBuilder):
         found = {row["id"] for row in rows}
         return [agent_id for agent_id in wanted if agent_id not in found]
 
-    async def get_agent_log(self, log_id: str) -> dict[str, Any] | None:
-        """Return the agent log line, or None if there is none."""
-        return await self._get("agent_logs", log_id, "log_id")
-
-    async def update_agent_log(self, log_id: str, **fields: Any) -> bool:
-        """Change fields of an agent log line (e.g. redact a leaked secret); False if missing."""
-        return await self._update("agent_logs", log_id, AgentLogUpdate, fields, touch=False)
-
-    async def delete_agent_log(self, log_id: str) -> bool:
-        """Delete one agent log line (e.g. one that leaked a secret); False if missing."""
-        return await self._delete("agent_logs", log_id)
+    get_agent_log, update_agent_log, delete_agent_log = _one_log("agent_logs", AgentLogUpdate,
+                                                                 "agent log line")
 
     async def page_agent_logs(
         self, agent_id: str | None = None, *, session_id: str | None = None,
@@ -146,20 +165,12 @@ class LogOperations(QueryBuilder):
     list_agent_logs = lister("page_agent_logs", "agent logs")
     iter_agent_logs = streamer("page_agent_logs", "agent log")
 
-    async def list_recent_agent_logs(self, limit: int = 50, **filters: Any
-                                     ) -> list[dict[str, Any]]:
-        """Return the newest agent logs, newest first."""
-        return await self.list_agent_logs(limit=limit, order="desc", **filters)
+    list_recent_agent_logs = _newest("list_agent_logs", "agent logs")
 
     # system logs -----------------------------------------------------------------------------
     async def create_system_log(
-        self,
-        message: str,
-        *,
-        log_level: str = "INFO",
-        source: str | None = None,
-        details: Any = None,
-        created_at: datetime | str | None = None,
+        self, message: str, *, log_level: str = "INFO", source: str | None = None,
+        details: Any = None, created_at: datetime | str | None = None,
         component: str | None = None,
     ) -> str:
         """Write one system log line and return its id (``component`` is an alias of source)."""
@@ -174,17 +185,8 @@ class LogOperations(QueryBuilder):
         await self.insert_records("system_logs", values)
         return [v["id"] for v in values]
 
-    async def get_system_log(self, log_id: str) -> dict[str, Any] | None:
-        """Return the system log line, or None if there is none."""
-        return await self._get("system_logs", log_id, "log_id")
-
-    async def update_system_log(self, log_id: str, **fields: Any) -> bool:
-        """Change fields of a system log line; False if missing."""
-        return await self._update("system_logs", log_id, SystemLogUpdate, fields, touch=False)
-
-    async def delete_system_log(self, log_id: str) -> bool:
-        """Delete one system log line; False if missing."""
-        return await self._delete("system_logs", log_id)
+    get_system_log, update_system_log, delete_system_log = _one_log("system_logs", SystemLogUpdate,
+                                                                    "system log line")
 
     async def page_system_logs(
         self, *, log_level: str | None = None, min_level: str | None = None,
@@ -193,17 +195,14 @@ class LogOperations(QueryBuilder):
         order: Order = "asc", offset: int | None = None,
     ) -> Page:
         """Return one page of system logs, oldest first unless ``order='desc'``."""
-        where = (self._where().levels(log_level, min_level)
-                 .text("source", source if source is not None else component)
-                 .created(since, until))
+        if source is None:  # the seed's name for it
+            source = component
+        where = self._where().levels(log_level, min_level).text("source", source).created(since, until)
         return await self._page("system_logs", where, limit=limit, cursor=cursor, order=order,
                                 offset=offset)
 
     list_system_logs = lister("page_system_logs", "system logs")
     iter_system_logs = streamer("page_system_logs", "system log")
 
-    async def list_recent_system_logs(self, limit: int = 50, **filters: Any
-                                      ) -> list[dict[str, Any]]:
-        """Return the newest system logs, newest first."""
-        return await self.list_system_logs(limit=limit, order="desc", **filters)
+    list_recent_system_logs = _newest("list_system_logs", "system logs")
 
