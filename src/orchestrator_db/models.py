@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import (
     AfterValidator,
@@ -312,25 +312,32 @@ def _update_model(create: type[_Payload], name: str, doc: str, *fields: str) -> 
     return create_model(name, __base__=_Payload, __doc__=doc, __module__=__name__, **optional)
 
 
-OrchestratorAgentUpdate = _update_model(
-    OrchestratorAgentCreate, "OrchestratorAgentUpdate",
-    "Fields ``update_orchestrator_agent`` may change.",
-    "name", "description", "agent_type", "capabilities", "default_model", "status", "metadata")
-AgentUpdate = _update_model(
-    AgentCreate, "AgentUpdate", "Fields ``update_agent`` may change.",
-    "orchestrator_agent_id", "session_id", "name", "model", "status", "metadata", "started_at",
-    "completed_at", "parent_agent_id")
-PromptUpdate = _update_model(
-    PromptCreate, "PromptUpdate", "Fields ``update_prompt`` may change.",
-    "content", "response", "model", "status", "tokens_input", "tokens_output", "cost_usd",
-    "completed_at")
-AgentLogUpdate = _update_model(
-    AgentLogCreate, "AgentLogUpdate",
-    "Fields ``update_agent_log`` may change (e.g. to redact a message that leaked a secret).",
-    "log_level", "log_type", "message", "details")
-SystemLogUpdate = _update_model(
-    SystemLogCreate, "SystemLogUpdate", "Fields ``update_system_log`` may change.",
-    "log_level", "source", "message", "details")
+if TYPE_CHECKING:  # to a type checker each is a payload model; their fields are made below
+    OrchestratorAgentUpdate: TypeAlias = _Payload
+    AgentUpdate: TypeAlias = _Payload
+    PromptUpdate: TypeAlias = _Payload
+    AgentLogUpdate: TypeAlias = _Payload
+    SystemLogUpdate: TypeAlias = _Payload
+else:
+    OrchestratorAgentUpdate = _update_model(
+        OrchestratorAgentCreate, "OrchestratorAgentUpdate",
+        "Fields ``update_orchestrator_agent`` may change.",
+        "name", "description", "agent_type", "capabilities", "default_model", "status", "metadata")
+    AgentUpdate = _update_model(
+        AgentCreate, "AgentUpdate", "Fields ``update_agent`` may change.",
+        "orchestrator_agent_id", "session_id", "name", "model", "status", "metadata", "started_at",
+        "completed_at", "parent_agent_id")
+    PromptUpdate = _update_model(
+        PromptCreate, "PromptUpdate", "Fields ``update_prompt`` may change.",
+        "content", "response", "model", "status", "tokens_input", "tokens_output", "cost_usd",
+        "completed_at")
+    AgentLogUpdate = _update_model(
+        AgentLogCreate, "AgentLogUpdate",
+        "Fields ``update_agent_log`` may change (e.g. to redact a message that leaked a secret).",
+        "log_level", "log_type", "message", "details")
+    SystemLogUpdate = _update_model(
+        SystemLogCreate, "SystemLogUpdate", "Fields ``update_system_log`` may change.",
+        "log_level", "source", "message", "details")
 
 # The payload model that validates each table's writable fields (import_rows uses them too).
 CREATE_MODELS: dict[str, type[_Payload]] = {
