@@ -7,7 +7,12 @@ Run with ``python -m benchmarks.bench_events``. Printed:
   fall into step with the 50 ms SQLite poll), SQLite and PostgreSQL; target median < 250 ms.
 - a 20,000-row bulk ``create_agent_logs`` with the change-feed trigger on agent_logs and with it
   dropped, on both engines, and raw sqlite3 ``executemany`` with and without it (best of REPEAT,
-  interleaved, since the machine is shared).
+  interleaved, since the machine is shared); target: feed on <= 1.10x the time of feed off.
+- many writers on PostgreSQL (agents on many machines sharing one server): 1, 8 and 32
+  connections each committing single-row agent_logs INSERTs for WRITERS_SECONDS, with the feed's
+  trigger on, dropped, and on with the pg_notify call that migration 0006 removed (for
+  comparison); throughput ratio on/off within each round, median over REPEAT interleaved rounds
+  (BENCH_EVENTS_WRITER_ROUNDS); target >= 0.9 at 32.
 PostgreSQL comes from ORCHESTRATOR_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/test);
 each run uses its own schema, dropped at the end.
 """
@@ -36,6 +41,11 @@ PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0
 LATENCY_WRITES = int(os.environ.get("BENCH_EVENTS_WRITES", "40"))
 BULK_ROWS = 20_000
 REPEAT = int(os.environ.get("BENCH_EVENTS_REPEAT", "5"))
+WRITERS = (1, 8, 32)
+WRITERS_SECONDS = float(os.environ.get("BENCH_EVENTS_WRITERS_SECONDS", "1.0"))
+WRITER_ROUNDS = int(os.environ.get("BENCH_EVENTS_WRITER_ROUNDS", "9"))
+LOG_INSERT = ("INSERT INTO agent_logs (id, agent_id, log_level, log_type, message, details, "
+              "created_at) VALUES ($1, $2, 'INFO', 'event', $3, $4::jsonb, now())")
 
 WRITER = """
 import asyncio, json, random, sys, time
@@ -163,8 +173,9 @@ def raw_sqlite(path: Path) -> dict[str, float]:
 def report_bulk(engine: str, best: dict[str, float], raw: dict[str, float] | None) -> None:
     w, wo = BULK_ROWS / best["with"], BULK_ROWS / best["without"]
     line(f"{engine}: create_agent_logs 20k, trigger dropped", wo, "rows/s")
+    ratio = best["with"] / best["without"]
     line(f"{engine}: create_agent_logs 20k, with change-feed trigger", w, "rows/s",
-         f"{best['with'] / best['without']:.2f}x the time")
+         f"{ratio:.2f}x the time (target <= 1.10: {'ok' if ratio <= 1.10 else 'MISSED'})")
     if raw is not None:
         rw, rwo = BULK_ROWS / raw["with"], BULK_ROWS / raw["without"]
         line("sqlite3 executemany 20k, trigger dropped (raw)", rwo, "rows/s")
@@ -175,8 +186,70 @@ def report_bulk(engine: str, best: dict[str, float], raw: dict[str, float] | Non
         line("create_agent_logs with trigger vs raw executemany without", w / rwo, "x")
 
 
+async def commit_rate(url: str, agent: str, connections: int) -> float:
+    """Single-row commits per second of ``connections`` writers for WRITERS_SECONDS."""
+    conns = [await asyncpg.connect(url) for _ in range(connections)]
+    done = 0
+
+    async def write(conn: asyncpg.Connection) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await conn.execute(LOG_INSERT, uuid7(), agent, "a line from an agent", '{"k": 1}')
+            done += 1
+
+    try:
+        start = time.perf_counter()
+        stop = start + WRITERS_SECONDS
+        await asyncio.gather(*(write(c) for c in conns))
+        return done / (time.perf_counter() - start)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def many_writers(url: str) -> dict[int, dict[str, list[float]]]:
+    """Commit rates per connection count: feed on, off, and on with the old NOTIFY."""
+    rates: dict[int, dict[str, list[float]]] = {}
+    async with DatabaseManager(url=url) as db:
+        oa = await db.create_orchestrator_agent(f"writers-{uuid.uuid4().hex[:6]}")
+        agent = await db.create_agent(oa, "bench")
+        trigger_sql = await _trigger_sql(db, pg=True)
+        [fn] = await db.store.fetch("SELECT pg_get_functiondef("
+                                    "'orchestrator_db_changes_agent_logs'::regproc) AS sql")
+        notifying = str(fn["sql"]).replace(
+            "RETURN NULL;", "PERFORM pg_notify('orchestrator_db_changes', '1');\n    RETURN NULL;")
+        for n in WRITERS:
+            rates[n] = {"off": [], "on": [], "notify": []}
+            for round_ in range(WRITER_ROUNDS):
+                modes = ["off", "on", "notify"]
+                for mode in modes if round_ % 2 else modes[::-1]:
+                    await db.store.execute(
+                        "DROP TRIGGER IF EXISTS changes_agent_logs_insert ON agent_logs")
+                    await db.store.execute(notifying if mode == "notify" else str(fn["sql"]))
+                    if mode != "off":
+                        await db.store.execute(trigger_sql)
+                    rates[n][mode].append(await commit_rate(url, agent, n))
+        await db.store.execute(str(fn["sql"]))
+    return rates
+
+
+def report_writers(rates: dict[int, dict[str, list[float]]]) -> None:
+    # Ratios of the runs of one round (adjacent in time), then their median: the shared disk's
+    # fsync time drifts between rounds far more than the feed costs.
+    for n, by_mode in rates.items():
+        on, notify = (statistics.median(r / off for r, off in zip(by_mode[m], by_mode["off"],
+                                                                  strict=True))
+                      for m in ("on", "notify"))
+        target = ("target >= 0.9: " + ("ok" if on >= 0.9 else "MISSED")) if n == 32 else ""
+        line(f"PostgreSQL: {n} writers, single-row commits, feed off",
+             statistics.median(by_mode["off"]), "commits/s")
+        line(f"PostgreSQL: {n} writers, feed on (no NOTIFY), on/off", on, "x", target)
+        line(f"PostgreSQL: {n} writers, feed on with NOTIFY (before 0006), on/off", notify, "x")
+
+
 async def main() -> None:
-    print(f"change feed (poll 50 ms on SQLite, LISTEN/NOTIFY on PostgreSQL); "
+    print(f"change feed (poll 50 ms: data_version on SQLite, the change log's head on "
+          f"PostgreSQL); "
           f"{LATENCY_WRITES} writes, best of {REPEAT} for bulk", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "events.db"
@@ -197,6 +270,7 @@ async def main() -> None:
         url = f"{PG_URL}{sep}search_path={schema}"
         report_latency("PostgreSQL", await latency(url))
         report_bulk("PostgreSQL", await bulk(url, pg=True), None)
+        report_writers(await many_writers(url))
     finally:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await admin.close()

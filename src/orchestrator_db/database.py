@@ -15,7 +15,7 @@ from typing import Any
 
 from . import maintenance, summaries
 from .manager import CoreManager
-from .pagination import DEFAULT_LIMIT
+from .pagination import DEFAULT_LIMIT, Page
 from .tracking import AgentRun
 
 
@@ -46,13 +46,36 @@ class DatabaseManager(CoreManager):
 
     async def list_sessions(self, *, limit: int = DEFAULT_LIMIT, offset: int = 0
                             ) -> list[dict[str, Any]]:
-        """Return session summaries, most recently active first."""
+        """Return session summaries, the most recently started first."""
         return await summaries.list_sessions(self, limit=limit, offset=offset)
+
+    async def page_sessions(self, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+                            ) -> Page:
+        """One page of session summaries, the most recently started first.
+
+        Pass the page's ``next_cursor`` back as ``cursor`` for the next one: sessions keep
+        their place however busy they are, so no session is repeated or skipped.
+        """
+        return await summaries.page_sessions(self, limit=limit, cursor=cursor)
 
     async def cost_summary(self, group_by: str = "session", since: Any = None, until: Any = None
                            ) -> list[dict[str, Any]]:
         """Prompts, tokens and cost grouped by session, agent, orchestrator_agent, model or day."""
         return await summaries.cost_summary(self, group_by, since, until)
+
+    async def page_costs(self, group_by: str = "session", since: Any = None, until: Any = None,
+                         *, limit: int | None = None, cursor: str | None = None) -> Page:
+        """``cost_summary`` a page at a time: ``limit`` groups when grouped by session or agent."""
+        return await summaries.page_costs(self, group_by, since, until, limit=limit,
+                                          cursor=cursor)
+
+    async def stats(self) -> dict[str, Any]:
+        """Row counts, size on disk, engine, location and schema version.
+
+        Tables of 100,000 rows or more report the engine's estimate and are marked ``True``
+        in ``estimated`` (counting them exactly takes a scan); smaller ones are exact.
+        """
+        return await summaries.stats(self)
 
     # tracking (tracking/) --------------------------------------------------------------------
     def track_agent(

@@ -2,7 +2,9 @@
 
 Pruning never loses money: before prompts are deleted, their tokens and cost are folded into
 ``cost_rollups`` (one row per UTC day, session, agent, orchestrator agent and model), which
-``cost_summary`` and ``session_summary`` add to the live prompts. Every prune batch is its own
+``cost_summary`` and ``session_summary`` add to the live prompts' totals. The delete takes the
+prompts out of those live totals (``cost_days``, kept by triggers, migration 0005) in the same
+transaction, so each prompt is counted once, live or pruned. Every prune batch is its own
 short transaction, so other writers (other processes too) only ever wait for one batch.
 """
 

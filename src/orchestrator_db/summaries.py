@@ -1,20 +1,40 @@
-"""Aggregates: session summaries and cost summaries, the same numbers on both engines."""
+"""Aggregates: session summaries, cost summaries and row counts, the same numbers on both engines.
+
+They read what migration 0005 keeps up to date in the transaction of every write: ``sessions``
+(one row per session, with the time its first agent was created) gives the session list a
+stable keyset order, and ``cost_days`` (the live prompts' totals per UTC day, agent and model)
+answers cost questions without summing every prompt. ``cost_rollups`` (0003) holds what prune()
+deleted; the two never hold the same prompt. ``cost_totals`` sums both per day, orchestrator
+agent and model, for the groupings of all history that have few groups.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Sequence
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from .errors import ValidationError, shown
 from .manager import CoreManager
-from .models import AGENT_STATUSES, MAX_NAME_CHARS
-from .pagination import check_limit
+from .models import AGENT_STATUSES, MAX_NAME_CHARS, format_ts, parse_ts
+from .pagination import Page, check_limit
 from .store import Query, Store
-from .validation import check_choice, check_text, check_time
+from .tables import TABLES
+from .validation import check_choice, check_text, check_time, check_uuid
 
 GROUPS = ("session", "agent", "orchestrator_agent", "model", "day")
+# Groupings that grow with history (one group per session or agent run) and are paged; the
+# others have a group per model, orchestrator agent or day and always come whole.
+PAGED_GROUPS = ("session", "agent")
+WHOLE_GROUPS = ("orchestrator_agent", "model", "day")
 COST_DIGITS = 9  # sums of doubles may differ in the last bits between engines; cents don't
+# Tables at least this big (by the engine's estimate) report the estimate, labelled as such;
+# smaller ones are counted exactly, which costs little below this size.
+ESTIMATE_FROM = 100_000
+_MALFORMED = "cursor is malformed: pass back the next_cursor of a previous page unchanged"
 
 
 def session_status(by_status: dict[str, int]) -> str:
@@ -35,88 +55,106 @@ def _cost(value: Any) -> float:
     return round(float(value or 0), COST_DIGITS)
 
 
-def _in(q: Query, values: Sequence[str]) -> str:
+def _in(q: Query, values: Sequence[Any]) -> str:
     return ", ".join(q.p(v) for v in values)
 
 
+def _text_ts(value: Any) -> str:
+    return format_ts(value) if isinstance(value, datetime) else str(value)
+
+
+# cursors ----------------------------------------------------------------------------------------
+def encode_key_cursor(kind: str, *key: Any) -> str:
+    """Return an opaque cursor holding ``kind`` and the key of the last row of a page."""
+    raw = json.dumps([kind, *key], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: Any, kind: str, size: int) -> list[str]:
+    """Return the key a cursor of ``kind`` holds; ValidationError if it is not one of ours."""
+    try:
+        if not isinstance(cursor, str):
+            raise TypeError(cursor)
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if (not isinstance(value, list) or len(value) != size + 1 or value[0] != kind
+                or not all(isinstance(v, str) for v in value[1:])):
+            raise ValueError(value)
+        key = [check_text(v, "cursor", max_chars=MAX_NAME_CHARS) for v in value[1:]]
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError,
+            ValidationError) as exc:
+        raise ValidationError(_MALFORMED, field="cursor") from exc
+    return key
+
+
+# sessions ---------------------------------------------------------------------------------------
 async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """Summaries of the given sessions (those with at least one agent), in the given order."""
+    """Summaries of the given sessions (those with at least one agent), in the given order.
+
+    Two queries, whatever the number of sessions: their agents, each with its newest prompt
+    and log times (one index probe each: ix_prompts_agent, ix_prompts_agent_completed,
+    ix_agent_logs_agent), and their totals from the daily rollups.
+    """
     if not session_ids:
         return []
-    async def per_session(sql: str, column: str, *also: str) -> list[dict[str, Any]]:
-        # `sql` ends with "WHERE": then the sessions asked for, grouped by session (and `also`).
-        q = store.query()
-        return await store.fetch(
-            f"{sql} {column} IN ({_in(q, session_ids)}) GROUP BY {', '.join((column, *also))}",
-            q.params, heavy=True)
-
-    agent_rows = await per_session(
-        "SELECT session_id, status, count(*) AS n, min(created_at) AS first_at, "
-        "max(updated_at) AS last_at FROM agents WHERE", "session_id", "status")
-    prompt_rows = await per_session(
-        "SELECT a.session_id, count(*) AS prompts, "
-        "CAST(sum(p.tokens_input) AS BIGINT) AS tokens_input, "
-        "CAST(sum(p.tokens_output) AS BIGINT) AS tokens_output, sum(p.cost_usd) AS cost_usd, "
-        "max(p.created_at) AS last_created, max(p.completed_at) AS last_completed "
-        "FROM prompts p JOIN agents a ON a.id = p.agent_id WHERE", "a.session_id")
-    # Prompts removed by prune() still count, through their daily rollups.
-    rollup_rows = await per_session(
-        "SELECT session_id, CAST(sum(prompts) AS BIGINT) AS prompts, "
-        "CAST(sum(tokens_input) AS BIGINT) AS tokens_input, "
-        "CAST(sum(tokens_output) AS BIGINT) AS tokens_output, sum(cost_usd) AS cost_usd "
-        "FROM cost_rollups WHERE", "session_id")
-    log_rows = await per_session(
-        "SELECT a.session_id, max(l.created_at) AS last_log "
-        "FROM agent_logs l JOIN agents a ON a.id = l.agent_id WHERE", "a.session_id")
-    # Each run marked latest (1) or not (0) among the runs of its orchestrator agent.
     q = store.query()
-    run_rows = await store.fetch(
-        "SELECT session_id, status, latest, count(*) AS n FROM (SELECT session_id, status, "
-        "CASE WHEN row_number() OVER (PARTITION BY session_id, orchestrator_agent_id "
-        "ORDER BY created_at DESC, id DESC) = 1 THEN 1 ELSE 0 END AS latest FROM agents "
-        f"WHERE session_id IN ({_in(q, session_ids)})) AS runs "
-        "GROUP BY session_id, status, latest", q.params, heavy=True)
+    agent_rows = await store.fetch(
+        "SELECT a.id, a.session_id, a.orchestrator_agent_id, a.status, a.created_at, "
+        "a.updated_at, "
+        "(SELECT max(p.created_at) FROM prompts p WHERE p.agent_id = a.id) AS last_prompt, "
+        "(SELECT max(p.completed_at) FROM prompts p WHERE p.agent_id = a.id) AS last_completed, "
+        "(SELECT max(l.created_at) FROM agent_logs l WHERE l.agent_id = a.id) AS last_log "
+        f"FROM agents a WHERE a.session_id IN ({_in(q, session_ids)})", q.params, heavy=True)
+    # Prompts, tokens and cost: the live prompts' daily totals plus what prune() folded away.
+    q = store.query()
+    sums = ("CAST(sum(prompts) AS BIGINT) AS prompts, CAST(sum(tokens_input) AS BIGINT) AS "
+            "tokens_input, CAST(sum(tokens_output) AS BIGINT) AS tokens_output, "
+            "sum(cost_usd) AS cost_usd")
+    live = f"SELECT session_id, {sums} FROM cost_days WHERE session_id IN ({_in(q, session_ids)})"
+    pruned = (f"SELECT session_id, {sums} FROM cost_rollups "
+              f"WHERE session_id IN ({_in(q, session_ids)})")
+    total_rows = await store.fetch(
+        f"{live} GROUP BY session_id UNION ALL {pruned} GROUP BY session_id", q.params,
+        heavy=True)
     out: dict[str, dict[str, Any]] = {}
+    # The latest run of each orchestrator agent in a session: the greatest (created_at, id).
+    # Both are fixed-shape text on both engines, so text order is their order.
+    latest_run: dict[tuple[str, str], tuple[str, str, str]] = {}
     for row in agent_rows:
-        summary = out.setdefault(row["session_id"], {
-            "session_id": row["session_id"], "status": None, "agents": 0,
+        session = row["session_id"]
+        summary = out.setdefault(session, {
+            "session_id": session, "status": None, "agents": 0,
             "agents_by_status": dict.fromkeys(AGENT_STATUSES, 0), "prompts": 0,
             "tokens_input": 0, "tokens_output": 0, "cost_usd": 0.0,
-            "first_activity": row["first_at"], "last_activity": row["last_at"],
+            "first_activity": row["created_at"], "last_activity": row["updated_at"],
             "failed_attempts": 0,
         })
-        summary["agents"] += int(row["n"])
-        summary["agents_by_status"][row["status"]] = int(row["n"])
-        summary["first_activity"] = min(summary["first_activity"], row["first_at"])
-        summary["last_activity"] = max(summary["last_activity"], row["last_at"])
-    for row in prompt_rows:
-        summary = out[row["session_id"]]
-        summary["prompts"] = int(row["prompts"])
-        summary["tokens_input"] = int(row["tokens_input"] or 0)
-        summary["tokens_output"] = int(row["tokens_output"] or 0)
-        summary["cost_usd"] = float(row["cost_usd"] or 0)  # rounded once, below
-        for key in ("last_created", "last_completed"):
+        summary["agents"] += 1
+        summary["agents_by_status"][row["status"]] += 1
+        summary["first_activity"] = min(summary["first_activity"], row["created_at"])
+        for key in ("updated_at", "last_prompt", "last_completed", "last_log"):
             if row[key] is not None:
                 summary["last_activity"] = max(summary["last_activity"], row[key])
-    for row in log_rows:
-        summary = out[row["session_id"]]
-        if row["last_log"] is not None:
-            summary["last_activity"] = max(summary["last_activity"], row["last_log"])
-    for row in rollup_rows:
-        if row["session_id"] not in out:  # pragma: no cover - rollups go with their agents
+        run = (row["created_at"], row["id"], row["status"])
+        definition = (session, row["orchestrator_agent_id"])
+        if definition not in latest_run or run[:2] > latest_run[definition][:2]:
+            latest_run[definition] = run
+        if row["status"] == "failed":
+            summary["failed_attempts"] += 1  # a failed latest run is taken back out below
+    latest: dict[str, dict[str, int]] = {}
+    for (session, _), (_, _, status) in latest_run.items():
+        by_status = latest.setdefault(session, {})
+        by_status[status] = by_status.get(status, 0) + 1
+        if status == "failed":
+            out[session]["failed_attempts"] -= 1
+    for row in total_rows:
+        if row["session_id"] not in out:  # pragma: no cover - totals go with their agents
             continue
         summary = out[row["session_id"]]
         summary["prompts"] += int(row["prompts"] or 0)
         summary["tokens_input"] += int(row["tokens_input"] or 0)
         summary["tokens_output"] += int(row["tokens_output"] or 0)
-        summary["cost_usd"] += float(row["cost_usd"] or 0)
-    latest: dict[str, dict[str, int]] = {}
-    for row in run_rows:
-        if int(row["latest"]):
-            by_status = latest.setdefault(row["session_id"], {})
-            by_status[row["status"]] = by_status.get(row["status"], 0) + int(row["n"])
-        elif row["status"] == "failed":
-            out[row["session_id"]]["failed_attempts"] += int(row["n"])
+        summary["cost_usd"] += float(row["cost_usd"] or 0)  # rounded once, below
     for summary in out.values():
         summary["cost_usd"] = _cost(summary["cost_usd"])
         summary["status"] = session_status(latest.get(summary["session_id"], {}))
@@ -135,8 +173,41 @@ async def session_summary(db: CoreManager, session_id: str) -> dict[str, Any] | 
     return found[0] if found else None
 
 
+async def page_sessions(db: CoreManager, *, limit: int, cursor: str | None = None) -> Page:
+    """One page of session summaries, the most recently started session first.
+
+    The order is (first agent's created_at, session_id), newest first, read from the
+    ``sessions`` table by index: activity in a session never moves it, so following
+    ``next_cursor`` (the last row's key) neither repeats nor skips a session while agents keep
+    writing; sessions started after the first page was read are not on later pages.
+    """
+    limit = check_limit(limit)
+    store = db.store
+    q = store.query()
+    where = ""
+    if cursor is not None:
+        started, session_id = decode_key_cursor(cursor, "s", 2)
+        try:
+            started_at = parse_ts(started)
+        except ValueError as exc:
+            raise ValidationError(_MALFORMED, field="cursor") from exc
+        where = (f"WHERE (started_at, session_id) < ({q.p(store.ts(started_at))}, "
+                 f"{q.p(session_id)}) ")
+    async with store.snapshot():
+        rows = await store.fetch(
+            f"SELECT session_id, started_at FROM sessions {where}"
+            f"ORDER BY started_at DESC, session_id DESC LIMIT {q.p(limit + 1)}",
+            q.params, heavy=True)
+        items = await sessions(store, [r["session_id"] for r in rows[:limit]])
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_key_cursor("s", _text_ts(last["started_at"]), last["session_id"])
+    return Page(items, next_cursor)
+
+
 async def list_sessions(db: CoreManager, *, limit: int, offset: int) -> list[dict[str, Any]]:
-    """Session summaries, most recently updated first."""
+    """Session summaries, the most recently started first (``page_sessions`` without a cursor)."""
     limit = check_limit(limit)
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
         raise ValidationError(f"offset must be a whole number from 0 to 2**62, got {shown(offset)}",
@@ -145,62 +216,192 @@ async def list_sessions(db: CoreManager, *, limit: int, offset: int) -> list[dic
     q = store.query()
     async with store.snapshot():
         rows = await store.fetch(
-            "SELECT session_id FROM agents GROUP BY session_id "
-            f"ORDER BY max(updated_at) DESC, {store.text_order('session_id')} "
+            "SELECT session_id FROM sessions ORDER BY started_at DESC, session_id DESC "
             f"LIMIT {q.p(limit)} OFFSET {q.p(offset)}",
             q.params, heavy=True,
         )
         return await sessions(store, [r["session_id"] for r in rows])
 
 
+# costs ------------------------------------------------------------------------------------------
 async def cost_summary(db: CoreManager, group_by: str, since: Any, until: Any
                        ) -> list[dict[str, Any]]:
     """Prompts, tokens and cost per group; groups sorted by key, a missing key last."""
+    return (await page_costs(db, group_by, since, until)).items
+
+
+async def page_costs(db: CoreManager, group_by: str, since: Any = None, until: Any = None, *,
+                     limit: int | None = None, cursor: str | None = None) -> Page:
+    """``cost_summary``, with ``limit`` groups per page when grouped by session or agent.
+
+    The other groupings come whole (``limit`` does not cut them): one group per model,
+    orchestrator agent or day.
+    """
     group_by = check_choice(group_by, GROUPS, "group_by")
     start, end = check_time(since, "since"), check_time(until, "until")
+    paged = limit is not None and group_by in PAGED_GROUPS
+    if limit is not None:
+        limit = check_limit(limit)
+    after = decode_key_cursor(cursor, "c", 1)[0] if cursor is not None else None
+    if after is not None and not paged:
+        raise ValidationError(f"cursor only continues group_by={'|'.join(PAGED_GROUPS)} "
+                              "with a limit", field="cursor")
+    if after is not None and group_by == "agent":
+        try:
+            after = check_uuid(after, "cursor")
+        except ValidationError as exc:
+            raise ValidationError(_MALFORMED, field="cursor") from exc
     store = db.store
-    # Prompts and rollups in one snapshot: a prune moving cost from one to the other between
-    # the two reads would otherwise count it twice (or not at all).
+    # Live totals and rollups in one snapshot: a prune moving cost from one to the other
+    # between the two reads would otherwise count it twice (or not at all).
     async with store.snapshot():
-        return await _cost_summary(store, group_by, start, end)
+        ranges = _Ranges(start, end)
+        keys = None
+        if paged:
+            assert limit is not None
+            keys = await _page_keys(store, group_by, ranges, after, limit + 1)
+            if not keys:
+                return Page([], None)
+        rows = await _cost_summary(store, group_by, ranges, keys[:limit] if keys else None)
+    if paged and keys is not None and limit is not None and len(keys) > limit:
+        return Page(rows, encode_key_cursor("c", keys[limit - 1]))
+    return Page(rows, None)
 
 
-async def _cost_summary(store: Store, group_by: str, since: datetime | None,
-                        until: datetime | None) -> list[dict[str, Any]]:
-    key, name = {
-        "session": ("a.session_id", "NULL"),
-        "agent": ("p.agent_id", "max(a.name)"),
-        "orchestrator_agent": ("a.orchestrator_agent_id", "max(o.name)"),
-        "model": ("p.model", "NULL"),
-        "day": (store.day_expr("p.created_at"), "NULL"),
-    }[group_by]
+class _Ranges:
+    """Which UTC days count whole (read from the daily totals) and which times in part (read
+    from the prompts by their created_at index), for a [since, until) range."""
+
+    def __init__(self, since: datetime | None, until: datetime | None) -> None:
+        self.since, self.until = since, until
+        first = None if since is None else _midnight(since, up=True)
+        last = None if until is None else _midnight(until, up=False)
+        self.windows: list[tuple[datetime | None, datetime | None]] = []
+        if first is not None and last is not None and first >= last:
+            self.days: tuple[Any, Any] | None = None  # no whole day: all from the prompts
+            if since is not None and until is not None and since < until:
+                self.windows.append((since, until))
+            return
+        self.days = (first, last)
+        if since is not None and first is not None and since < first:
+            self.windows.append((since, first))
+        if until is not None and last is not None and last < until:
+            self.windows.append((last, until))
+
+
+def _midnight(value: datetime, *, up: bool) -> datetime:
+    day = datetime.combine(value.astimezone(UTC).date(), time(), tzinfo=UTC)
+    return day + timedelta(days=1) if up and day < value else day
+
+
+_KEYS = {  # key and name of each grouping over cost_days/cost_rollups (r) and prompts (p)
+    "session": (("r.session_id", "NULL"), ("a.session_id", "NULL")),
+    "agent": (("r.agent_id", "max(a.name)"), ("p.agent_id", "max(a.name)")),
+    "orchestrator_agent": (("r.orchestrator_agent_id", "max(o.name)"),
+                           ("a.orchestrator_agent_id", "max(o.name)")),
+    "model": (("r.model", "NULL"), ("p.model", "NULL")),
+    "day": (("", "NULL"), ("", "NULL")),
+}
+_SUMS = ("CAST(sum({n}) AS BIGINT) AS prompts, CAST(sum({t}.tokens_input) AS BIGINT) AS "
+         "tokens_input, CAST(sum({t}.tokens_output) AS BIGINT) AS tokens_output, "
+         "sum({t}.cost_usd) AS cost_usd")
+
+
+def _sources(store: Store, group_by: str, ranges: _Ranges
+             ) -> list[tuple[str, str, str, Query]]:
+    """(key expression, FROM ... WHERE ..., sums, its parameters) of each place the prompts are
+    counted; a caller adds conditions (and their parameters) after the WHERE's."""
+    (total_key, _), (prompt_key, _) = _KEYS[group_by]
+    if group_by == "day":
+        total_key, prompt_key = store.rollup_day_expr("r.day"), store.day_expr("p.created_at")
+    # Only the groupings that show a name join for it (SQLite would not leave out an unused
+    # LEFT JOIN: it doubles the time of a day grouping).
+    joins = {"agent": " LEFT JOIN agents a ON a.id = r.agent_id",
+             "orchestrator_agent": " LEFT JOIN orchestrator_agents o "
+                                   "ON o.id = r.orchestrator_agent_id"}.get(group_by, "")
+    if ranges.since is None and ranges.until is None and group_by in WHOLE_GROUPS:
+        # All history by day, model or orchestrator agent: a few rows per day.
+        return [(total_key, f"cost_totals r{joins}", _SUMS.format(n="r.prompts", t="r"),
+                 store.query())]
+    out = []
+    if ranges.days is not None:  # the live prompts of whole days
+        q = store.query()
+        first, last = ranges.days
+        cond = []
+        if first is not None:
+            cond.append(f"r.day >= {q.p(store.day_param(first.date()))}")
+        if last is not None:
+            cond.append(f"r.day < {q.p(store.day_param(last.date()))}")
+        where = (" WHERE " + " AND ".join(cond)) if cond else ""
+        out.append((total_key, f"cost_days r{joins}{where}", _SUMS.format(n="r.prompts", t="r"),
+                    q))
+    if ranges.windows:  # the live prompts of part days, by time
+        q = store.query()
+        cond = []
+        for lo, hi in ranges.windows:
+            parts = []
+            if lo is not None:
+                parts.append(f"p.created_at >= {q.p(store.ts(lo))}")
+            if hi is not None:
+                parts.append(f"p.created_at < {q.p(store.ts(hi))}")
+            cond.append("(" + " AND ".join(parts) + ")")
+        out.append((prompt_key, "prompts p JOIN agents a ON a.id = p.agent_id JOIN "
+                    "orchestrator_agents o ON o.id = a.orchestrator_agent_id WHERE "
+                    + " OR ".join(cond), _SUMS.format(n="1", t="p"), q))
+    # Pruned prompts, by day: a rollup day counts when its midnight (UTC) falls in
+    # [since, until), exact for ranges that start and end at midnight.
     q = store.query()
-    conditions = []
-    if since is not None:
-        conditions.append(f"p.created_at >= {q.p(store.ts(since))}")
-    if until is not None:
-        conditions.append(f"p.created_at < {q.p(store.ts(until))}")
-    where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-    rows = await store.fetch(
-        f"SELECT {key} AS key, {name} AS name, count(*) AS prompts, "
-        "CAST(sum(p.tokens_input) AS BIGINT) AS tokens_input, "
-        "CAST(sum(p.tokens_output) AS BIGINT) AS tokens_output, sum(p.cost_usd) AS cost_usd "
-        "FROM prompts p JOIN agents a ON a.id = p.agent_id "
-        f"JOIN orchestrator_agents o ON o.id = a.orchestrator_agent_id{where} GROUP BY {key}",
-        q.params, heavy=True,
-    )
+    cond = []
+    if ranges.since is not None:
+        cond.append(f"r.day >= {q.p(store.day_param(_midnight(ranges.since, up=True).date()))}")
+    if ranges.until is not None:
+        cond.append(f"r.day < {q.p(store.day_param(_midnight(ranges.until, up=True).date()))}")
+    where = (" WHERE " + " AND ".join(cond)) if cond else ""
+    out.append((total_key, f"cost_rollups r{joins}{where}", _SUMS.format(n="r.prompts", t="r"),
+                q))
+    return out
+
+
+async def _page_keys(store: Store, group_by: str, ranges: _Ranges, after: str | None,
+                     size: int) -> list[str]:
+    """The first ``size`` group keys after ``after`` (in text order) over every source."""
+    keys: set[str] = set()
+    for key, source, _, q in _sources(store, group_by, ranges):
+        # Session ids are text: compared byte-wise on both engines. Agent ids are UUIDs, whose
+        # order is that of their canonical text on both.
+        ordered = store.text_order(key) if group_by == "session" else key
+        cond = f" AND {ordered} > {q.p(after)}" if after is not None else ""
+        glue = " AND" if " WHERE " in source else " WHERE"
+        sql = (f"SELECT {key} AS key FROM {source}{glue} {key} IS NOT NULL{cond} "
+               f"GROUP BY {key} ORDER BY {ordered} LIMIT {q.p(size)}")
+        keys.update(str(r["key"]) for r in await store.fetch(sql, q.params, heavy=True))
+    return sorted(keys)[:size]
+
+
+async def _cost_summary(store: Store, group_by: str, ranges: _Ranges,
+                        keys: Sequence[str] | None) -> list[dict[str, Any]]:
+    name_of = {source: name for source, name in (_KEYS[group_by][0], _KEYS[group_by][1])}
     merged: dict[Any, dict[str, Any]] = {}
-    for row in rows + await _rollup_costs(store, group_by, since, until):
-        entry = merged.setdefault(row["key"], {
-            "key": row["key"], "name": None, "prompts": 0, "tokens_input": 0,
-            "tokens_output": 0, "cost_usd": 0.0,
-        })
-        if entry["name"] is None:
-            entry["name"] = row["name"]
-        entry["prompts"] += int(row["prompts"] or 0)
-        entry["tokens_input"] += int(row["tokens_input"] or 0)
-        entry["tokens_output"] += int(row["tokens_output"] or 0)
-        entry["cost_usd"] += float(row["cost_usd"] or 0)
+    for key, source, sums, q in _sources(store, group_by, ranges):
+        name = name_of.get(key, "NULL")
+        only = ""
+        if keys is not None:
+            glue = " AND" if " WHERE " in source else " WHERE"
+            only = f"{glue} {key} IN ({_in(q, keys)})"
+        rows = await store.fetch(
+            f"SELECT {key} AS key, {name} AS name, {sums} FROM {source}{only} GROUP BY {key}",
+            q.params, heavy=True)
+        for row in rows:
+            entry = merged.setdefault(row["key"], {
+                "key": row["key"], "name": None, "prompts": 0, "tokens_input": 0,
+                "tokens_output": 0, "cost_usd": 0.0,
+            })
+            if entry["name"] is None:
+                entry["name"] = row["name"]
+            entry["prompts"] += int(row["prompts"] or 0)
+            entry["tokens_input"] += int(row["tokens_input"] or 0)
+            entry["tokens_output"] += int(row["tokens_output"] or 0)
+            entry["cost_usd"] += float(row["cost_usd"] or 0)
     out = list(merged.values())
     for entry in out:
         entry["cost_usd"] = _cost(entry["cost_usd"])
@@ -208,35 +409,30 @@ async def _cost_summary(store: Store, group_by: str, since: datetime | None,
     return out
 
 
-async def _rollup_costs(store: Store, group_by: str, since: datetime | None,
-                        until: datetime | None) -> list[dict[str, Any]]:
-    """The cost_summary rows of pruned prompts (maintenance.prune folds them into rollups).
+# counts -----------------------------------------------------------------------------------------
+async def stats(db: CoreManager) -> dict[str, Any]:
+    """Row counts (estimated for big tables, and labelled so), size, engine and schema version.
 
-    Rollups know the day, not the time: with ``since``/``until``, a rollup day counts when its
-    midnight (UTC) falls in [since, until), exact for ranges that start and end at midnight.
+    ``row_estimates`` (0005) is the engine's free guess: PostgreSQL's planner statistics, the
+    rowid span on SQLite. A table it puts at ``ESTIMATE_FROM`` rows or more reports the guess
+    and is listed in ``estimated``; the others are counted exactly.
     """
-    key, name = {
-        "session": ("r.session_id", "NULL"),
-        "agent": ("r.agent_id", "max(a.name)"),
-        "orchestrator_agent": ("r.orchestrator_agent_id", "max(o.name)"),
-        "model": ("r.model", "NULL"),
-        "day": (store.rollup_day_expr("r.day"), "NULL"),
-    }[group_by]
-    q = store.query()
-    conditions = []
-    if since is not None:
-        first = since.date() if since.time() == time() else since.date() + timedelta(days=1)
-        conditions.append(f"r.day >= {q.p(store.day_param(first))}")
-    if until is not None:
-        end = until.date() if until.time() == time() else until.date() + timedelta(days=1)
-        conditions.append(f"r.day < {q.p(store.day_param(end))}")
-    where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-    return await store.fetch(
-        f"SELECT {key} AS key, {name} AS name, CAST(sum(r.prompts) AS BIGINT) AS prompts, "
-        "CAST(sum(r.tokens_input) AS BIGINT) AS tokens_input, "
-        "CAST(sum(r.tokens_output) AS BIGINT) AS tokens_output, sum(r.cost_usd) AS cost_usd "
-        "FROM cost_rollups r LEFT JOIN agents a ON a.id = r.agent_id "
-        f"LEFT JOIN orchestrator_agents o ON o.id = r.orchestrator_agent_id{where} "
-        f"GROUP BY {key}",
-        q.params, heavy=True,
-    )
+    store = db.store
+    guesses = {r["table_name"]: r["estimate"] for r in await store.fetch(
+        "SELECT table_name, estimate FROM row_estimates", heavy=True)}
+    counts, estimated = {}, {}
+    for table in TABLES:
+        guess = guesses.get(table)
+        if guess is not None and int(guess) >= ESTIMATE_FROM:
+            counts[table], estimated[table] = int(guess), True
+            continue
+        rows = await store.fetch(f"SELECT count(*) AS n FROM {table}", heavy=True)
+        counts[table], estimated[table] = int(rows[0]["n"]), False
+    return {
+        "engine": db.dialect.value,
+        "location": db.target.display(),
+        "schema_version": await store.schema_version(),
+        "size_bytes": await store.storage_bytes(),
+        "counts": counts,
+        "estimated": estimated,
+    }

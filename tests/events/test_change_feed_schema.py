@@ -10,6 +10,7 @@ from pathlib import Path
 from orchestrator_db import DatabaseManager, Dialect, render_sqlite_schema
 from orchestrator_db.events import ChangeFeed
 from orchestrator_db.store.base import load_migrations, split_sql_script
+from orchestrator_db.store.migrations import change_trigger_names
 
 
 def test_postgres_function_bodies_stay_whole() -> None:
@@ -20,6 +21,23 @@ def test_postgres_function_bodies_stay_whole() -> None:
     assert len(functions) == 5 and len(triggers) == 15
     assert all(s.count("$$") == 2 and s.rstrip().endswith("$$;") for s in functions)
     assert len(statements) == 1 + 5 + 15
+
+
+def test_migration_0006_recreates_the_functions_without_notify() -> None:
+    # Issue 12: a NOTIFY in every commit serialised concurrent writers; 0006 re-creates the
+    # functions of existing databases without it (the same text 0002 now generates).
+    postgres = {m.name: m for m in load_migrations(Dialect.POSTGRES)}
+    def functions(sql: str) -> list[str]:
+        return [s[s.index(create):] for s in split_sql_script(sql) if create in s]
+
+    create = "CREATE OR REPLACE FUNCTION"
+    polled = functions(postgres["change_feed_polled"].sql)
+    assert postgres["change_feed_polled"].version == 6
+    assert len(polled) == 5 == len(split_sql_script(postgres["change_feed_polled"].sql))
+    assert polled == functions(postgres["change_feed"].sql)
+    assert not any("pg_notify" in f for f in polled + functions(postgres["change_feed"].sql))
+    sqlite = {m.name: m for m in load_migrations(Dialect.SQLITE)}
+    assert split_sql_script(sqlite["change_feed_polled"].sql) == []  # SQLite never notified
 
 
 def test_dollar_quotes_do_not_change_plain_scripts() -> None:
@@ -35,7 +53,7 @@ async def test_template_schema_database_has_a_working_feed(tmp_path: Path) -> No
         names = {n for (n,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     conn.close()
-    assert len(names) == 15
+    assert {n for n in names if n.startswith("changes_")} == change_trigger_names()
     async with DatabaseManager(path) as db, ChangeFeed(db) as feed, \
             aclosing(feed.subscribe()) as events:
         oa = await db.create_orchestrator_agent("from-template")

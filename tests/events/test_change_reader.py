@@ -12,6 +12,7 @@ import pytest
 from orchestrator_db import DatabaseManager, NotConnectedError, OrchestratorDBError
 from orchestrator_db.events import ChangeFeed
 from orchestrator_db.store.changes import BATCH, ChangeReader
+from orchestrator_db.store.postgres_changes import HEAD_SQL
 from orchestrator_db.tables import CHANGE_COLUMNS
 
 WAIT = 5.0  # generous: a signal normally arrives within ~50 ms
@@ -76,23 +77,23 @@ async def test_sqlite_reader_is_read_only_and_polls_data_version(sqlite_url: str
             await reader.fetch("SELECT 1")
 
 
-async def test_postgres_listener_is_reopened_and_events_keep_coming(pg_url: str) -> None:
-    name = f"feed-{uuid.uuid4().hex[:12]}"  # finds this test's listener among other sessions
+async def test_postgres_poller_is_reopened_and_events_keep_coming(pg_url: str) -> None:
+    name = f"feed-{uuid.uuid4().hex[:12]}"  # finds this test's poller among other sessions
     url = f"{pg_url}&application_name={name}"
-    listeners = ("SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
-                 "AND query LIKE 'LISTEN%'")
+    pollers = ("SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+               "AND query = $2")
     async with DatabaseManager(url=url) as db, DatabaseManager(url=pg_url) as admin, \
             ChangeFeed(db) as feed, aclosing(feed.subscribe()) as events:
         assert not db.store.change_reader(poll_interval=0.01).ordered
-        [before] = await admin.store.fetch(listeners, [name])
+        [before] = await admin.store.fetch(pollers, [name, HEAD_SQL])
         await admin.store.fetch("SELECT pg_terminate_backend($1)", [before["pid"]])
-        # Once the watcher notices the closed listener it opens a new one (within ~1 s).
+        # The watcher's next look at the head finds the connection gone and opens a new one.
         deadline = asyncio.get_running_loop().time() + WAIT
         while True:
-            now = await admin.store.fetch(listeners, [name])
+            now = await admin.store.fetch(pollers, [name, HEAD_SQL])
             if now and now != [before]:
                 break
-            assert asyncio.get_running_loop().time() < deadline, "no new listener"
+            assert asyncio.get_running_loop().time() < deadline, "no new poller"
             await asyncio.sleep(0.05)
         oa = await admin.create_orchestrator_agent("after the reconnect")
         event = await asyncio.wait_for(anext(events), WAIT)

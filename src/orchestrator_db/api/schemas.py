@@ -70,7 +70,7 @@ class SessionSummary(BaseModel):
     last_activity: str
 
 
-SessionPage = _page_of(SessionSummary, "sessions, most recently active first")
+SessionPage = _page_of(SessionSummary, "sessions, the most recently started first")
 
 
 class CostRow(BaseModel):
@@ -86,10 +86,13 @@ class CostRow(BaseModel):
 
 
 class CostSummary(BaseModel):
-    """Cost grouped one way, groups sorted by key."""
+    """Cost grouped one way, groups sorted by key (by session or agent: one page of them)."""
 
     group_by: str
     items: list[CostRow]
+    next_cursor: str | None = Field(None, description=(
+        "Grouped by session or agent: pass as `cursor` to get the next page; null on the last. "
+        "Absent for the groupings that come whole."))
 
 
 class Stats(BaseModel):
@@ -100,6 +103,10 @@ class Stats(BaseModel):
     schema_version: int
     size_bytes: int | None
     counts: dict[str, int]
+    estimated: dict[str, bool] = Field(description=(
+        "Per table: true when its count is the engine's estimate (PostgreSQL's planner "
+        "statistics, SQLite's rowid span), given for tables of 100,000 rows or more; false "
+        "when counted exactly."))
 
 
 class FeedHealth(BaseModel):

@@ -56,7 +56,7 @@ def _print_json(data: Any) -> None:
 @app.command(epilog=examples("sessions"))
 def sessions(url: UrlOption = None, db: DbOption = None, limit: LimitOption = 20,
              as_json: JsonOption = False) -> None:
-    """List sessions, most recently active first: agents, status, cost, last activity."""
+    """List sessions, most recently started first: agents, status, cost, last activity."""
     async def work(manager: DatabaseManager) -> list[dict[str, Any]]:
         return await manager.list_sessions(limit=limit)
 

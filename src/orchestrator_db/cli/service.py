@@ -59,8 +59,10 @@ def _app(url: str | None, db: str | None, host: str, port: int) -> FastAPI:
 
 
 def _serve(application: FastAPI, host: str, port: int, *, log_level: str) -> None:
+    # No permessage-deflate on /ws/events: compressing each event once per subscriber (zlib on
+    # the event loop) cost more loop time than the rest of the fan-out (benchmarks/bench_loop.py).
     uvicorn.run(application, host=host, port=port, log_level=log_level,
-                timeout_graceful_shutdown=5, ws_max_size=1 << 20)
+                timeout_graceful_shutdown=5, ws_max_size=1 << 20, ws_per_message_deflate=False)
 
 
 @app.command()

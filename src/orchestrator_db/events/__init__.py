@@ -11,7 +11,9 @@ watcher per process that notices new commits cheaply and fans the events out to 
 
 How commits are noticed differs by engine and lives in the store's ``ChangeReader``
 (``store/sqlite_changes.py``: ``PRAGMA data_version`` on the feed's own read-only connection
-every ``poll_interval``; ``store/postgres_changes.py``: ``LISTEN`` on a dedicated connection).
+every ``poll_interval``; ``store/postgres_changes.py``: the change log's newest position on a
+dedicated connection, every ``poll_interval`` while changes come and less often when idle; the
+triggers send no NOTIFY since migration 0006, so many writers do not wait for each other).
 Either way the feed reads ``changes`` once a second too, in case a signal was lost.
 
 An event's ``row`` is the record as ``DatabaseManager.get_*`` returns it, read back by id when the

@@ -76,8 +76,9 @@ class ChangeFeed:
 
     Args:
         db: a connected DatabaseManager (the feed reads through it and never writes).
-        poll_interval: seconds between cheap checks for new commits (SQLite ``data_version``),
-            and how soon a held-back gap is looked at again (PostgreSQL).
+        poll_interval: seconds between cheap checks for new commits (SQLite ``data_version``;
+            PostgreSQL the change log's head, less often after a quiet while), and how soon a
+            held-back gap is looked at again (PostgreSQL).
         queue_size: events a subscriber may fall behind before it reads from the database.
     """
 

@@ -6,8 +6,8 @@
 -- `WHERE position > ?`; position is the rowid, and prune_changes always keeps the newest row, so
 -- no position is reused.
 -- PostgreSQL: statement-level triggers with transition tables (a 20k-row COPY costs one
--- INSERT ... SELECT) that wake listeners with NOTIFY orchestrator_db_changes (payload: the newest
--- position). Positions come from a sequence, so concurrent transactions may commit them out of
+-- INSERT ... SELECT); readers poll the newest position (they were woken by NOTIFY until
+-- migration 0006). Positions come from a sequence, so concurrent transactions may commit them out of
 -- order; the reader holds back at a gap until the transactions that could own it have ended.
 CREATE TABLE IF NOT EXISTS changes (
     position   {serial},

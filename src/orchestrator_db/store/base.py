@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from ..config import Dialect, Target
 from ..ids import uuid7
 from ..jsoncodec import JsonText, dumps_json
-from ..tables import JSON_FIELDS
+from ..models import parse_ts
+from ..tables import CHANGE_COLUMNS, CHANGES_TABLE, JSON_FIELDS, TIME_FIELDS
+from .digest import RowDigest
 from .migrations import Migration, load_migrations, split_sql_script
 
 if TYPE_CHECKING:
@@ -274,6 +276,31 @@ class Store(abc.ABC):
             sql += " ON CONFLICT (id) DO NOTHING"
         return sql
 
+    def record_params(self, columns: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]:
+        """Return a function turning a record into this store's write parameters.
+
+        A record is a row in ``columns`` order in the public shape (ids and times as text, JSON
+        decoded or still as ``JsonText``), as ``fetch_records`` returns them; JSON text is kept
+        as it is by ``json``.
+        """
+        to_json, to_ts = self.json, self.ts
+        times = [i for i, c in enumerate(columns) if c in TIME_FIELDS]
+        jsons = [i for i, c in enumerate(columns) if c in JSON_FIELDS]
+
+        def params(record: Sequence[Any]) -> list[Any]:
+            values = list(record)
+            for i in jsons:
+                if values[i] is not None:
+                    values[i] = to_json(values[i])
+            for i in times:
+                value = values[i]
+                if value is not None:
+                    # The fixed shape every stored time has: no need for parse_ts's general path.
+                    values[i] = to_ts(datetime.fromisoformat(value) if len(value) == 32
+                                      and value.endswith("+00:00") else parse_ts(value))
+            return values
+        return params
+
     @abc.abstractmethod
     async def insert_many(self, table: str, columns: Sequence[str],
                           rows: Sequence[Sequence[Any]], *, skip_existing: bool = False) -> None:
@@ -290,6 +317,57 @@ class Store(abc.ABC):
         Timestamps and ids are in the public shape. JSON columns the engine stores as text come
         back as ``JsonText`` (so they can be written elsewhere without decoding and encoding
         them again), others decoded.
+        """
+
+    # bulk load (copy) ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def begin_bulk_load(self, tables: Sequence[str]) -> None:
+        """Make ``tables`` quick to fill: what each row would otherwise update waits till later.
+
+        On PostgreSQL: their secondary indexes and foreign keys are dropped and their change-feed
+        triggers disabled; the statements that restore them are recorded in the database, in the
+        same transaction, so ``end_bulk_load`` restores them even after the loading process was
+        killed. SQLite changes nothing here (its triggers must stay for ``connect`` to accept
+        the database; ``load_batches`` removes their change rows instead).
+        """
+
+    @abc.abstractmethod
+    async def end_bulk_load(self) -> None:
+        """Restore what ``begin_bulk_load`` took away, if anything (indexes built concurrently)."""
+
+    @abc.abstractmethod
+    async def load_batches(self, table: str, columns: Sequence[str],
+                           batches: AsyncIterator[Sequence[Sequence[Any]]],
+                           committed: Callable[[int], None]) -> None:
+        """Insert each batch of records in a transaction of its own, in order, no change rows.
+
+        Records are in the public shape (see ``record_params``). ``committed(n)`` is called
+        after each commit; an exception it (or ``batches``) raises ends the load, rolling back
+        every batch not committed yet, so the table always holds the batches in the order they
+        came. PostgreSQL COPYs on two connections, the next batch while the previous commits.
+        """
+
+    @abc.abstractmethod
+    async def table_digests(self, tables: Mapping[str, Sequence[str]]) -> dict[str, RowDigest]:
+        """Return the digest (``digest.py``) of every row of each table, of these columns.
+
+        Computed beside the caller's work: by the server on PostgreSQL (a parallel scan), in a
+        process of its own on SQLite (one read transaction for all the tables).
+        """
+
+    async def change_log_head(self) -> dict[str, Any] | None:
+        """Return the newest row of the change log, or None when it is empty."""
+        return await self.fetchone(
+            f"SELECT {', '.join(CHANGE_COLUMNS)}, created_at FROM {CHANGES_TABLE} "
+            "ORDER BY position DESC LIMIT 1")
+
+    @abc.abstractmethod
+    async def continue_change_log(self, head: dict[str, Any]) -> None:
+        """Make the change log go on after another database's newest change row ``head``.
+
+        Unless this log already reaches that position, ``head`` is written as its newest row
+        (and, on PostgreSQL, the position sequence moved past it): new changes get positions
+        after it, so a follower's position from the other database stays meaningful here.
         """
 
     # SQL that differs by engine --------------------------------------------------------------

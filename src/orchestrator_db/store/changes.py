@@ -1,15 +1,19 @@
 """Reading the change log (migration 0002) for the change feed: the part that differs by engine.
 
 ``events.ChangeFeed`` fans changes out to subscribers; a ``ChangeReader`` is how it learns that
-something was committed and reads the rows: ``SQLiteChangeReader`` polls ``PRAGMA data_version``
-on a read-only connection of its own, ``PostgresChangeReader`` LISTENs on a dedicated connection
-and reads through the store's pool. Placeholders and id lists come from the store (``query()``,
-``ids_condition``), so the SQL below is written once for both engines.
+something was committed and reads the rows. Both engines poll something cheap on a connection of
+the reader's own (``wait``): ``SQLiteChangeReader`` ``PRAGMA data_version`` on a read-only
+connection, ``PostgresChangeReader`` the change log's head (its newest visible position, one
+index probe), backing off while nothing changes. No signal is sent from inside the writers'
+transactions: a NOTIFY per commit serialised concurrent committers on PostgreSQL's notification
+queue lock (migration 0006 took it out of the triggers). Placeholders and id lists come from
+the store (``query()``, ``ids_condition``), so the SQL below is written once for both engines.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +22,8 @@ from .base import Store
 from .migrations import NOTIFY_CHANNEL
 
 BATCH = 500  # change rows (and record ids) read per query, live and replay
-# The channel the PostgreSQL triggers NOTIFY; ``events.CHANNEL`` is this name.
+# The channel the PostgreSQL triggers NOTIFYed until migration 0006 (``events.CHANNEL``); kept
+# for importers, nothing is sent on it any more.
 CHANNEL = NOTIFY_CHANNEL
 
 
@@ -53,9 +58,28 @@ class ChangeReader(abc.ABC):
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a short read and return public-shape rows."""
 
-    @abc.abstractmethod
     async def wait(self, timeout: float) -> bool:
-        """Wait up to about ``timeout`` seconds for a sign of new commits; True if there may be."""
+        """Wait up to about ``timeout`` seconds for a sign of new commits; True if there may be.
+
+        Checks (``check``) every ``interval()`` seconds, and at least once, however short the
+        timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await asyncio.sleep(max(self.poll_interval, min(self.interval(), deadline - loop.time())))
+            if await self.check():
+                return True
+            if loop.time() >= deadline:
+                return False
+
+    @abc.abstractmethod
+    async def check(self) -> bool:
+        """Return whether something was committed since the last check (or since ``open``)."""
+
+    def interval(self) -> float:
+        """Seconds until the next check (``poll_interval``; a reader may back off when idle)."""
+        return self.poll_interval
 
     @abc.abstractmethod
     async def running_writers(self) -> frozenset[int]:

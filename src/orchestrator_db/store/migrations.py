@@ -19,8 +19,9 @@ from typing import assert_never
 from ..config import Dialect
 from ..errors import SchemaError, SchemaNotFoundError
 from ..tables import CHANGE_FIELDS, CHANGES_TABLE, ChangeFields
+from .aggregates import aggregate_sql
 
-# The channel the PostgreSQL triggers NOTIFY (payload: the newest position).
+# The channel the PostgreSQL triggers NOTIFYed up to migration 0006 (payload: the newest position).
 NOTIFY_CHANNEL = "orchestrator_db_changes"
 CHANGE_OPS: tuple[str, ...] = ("insert", "update", "delete")
 
@@ -32,12 +33,14 @@ SQLITE_WORDS: dict[str, str] = {
     "time": "TEXT", "date": "TEXT", "bigint": "INTEGER", "double": "REAL", "bool": "INTEGER",
     "false": "0", "serial": "INTEGER PRIMARY KEY", "default_now": "",
     "add_column": "ADD COLUMN", "without_rowid": " WITHOUT ROWID",
+    "bytewise": "",  # BINARY, SQLite's default: text compares byte-wise
 }
 POSTGRES_WORDS: dict[str, str] = {
     "id": "uuid PRIMARY KEY", "uuid": "uuid", "text": "text", "json": "jsonb",
     "time": "timestamptz", "date": "date", "bigint": "bigint", "double": "double precision",
     "bool": "boolean", "false": "false", "serial": "bigserial PRIMARY KEY",
     "default_now": " DEFAULT now()", "add_column": "ADD COLUMN IF NOT EXISTS", "without_rowid": "",
+    "bytewise": ' COLLATE "C"',
 }
 _WORD = re.compile(r"\{([a-z_]+)\}")
 
@@ -128,6 +131,22 @@ END;
 """
 
 
+# The insert trigger's work done for a whole statement at once (sqlite_changes.insert_recorded):
+# the change rows of the rows inserted after rowid ``?``, in insertion order.
+_SQLITE_INSERTED = """\
+INSERT INTO {changes} (table_name, op, row_id, session_id, agent_id, log_level, created_at)
+SELECT '{table}', 'insert', r.id, {session_id}, {agent_id}, {log_level},
+       strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now')
+FROM {table} AS r WHERE r.rowid > ? ORDER BY r.rowid"""
+
+
+def sqlite_inserted_changes_sql(table: str) -> str:
+    """Return the INSERT ... SELECT that records what ``changes_<table>_insert`` would have."""
+    session_id, agent_id, log_level = _recorded("r", CHANGE_FIELDS[table])
+    return _SQLITE_INSERTED.format(changes=CHANGES_TABLE, table=_ident(table),
+                                   session_id=session_id, agent_id=agent_id, log_level=log_level)
+
+
 def _sqlite_change_triggers(table: str, fields: ChangeFields) -> str:
     parts = []
     for op in CHANGE_OPS:
@@ -141,28 +160,21 @@ def _sqlite_change_triggers(table: str, fields: ChangeFields) -> str:
 
 # PostgreSQL: one function per table (rendered here rather than one generic function with
 # dynamic SQL, which would re-plan its INSERT on every statement) and three statement-level
-# triggers with transition tables, so a 20k-row COPY costs one INSERT ... SELECT and one NOTIFY.
+# triggers with transition tables, so a 20k-row COPY costs one INSERT ... SELECT. No NOTIFY
+# (migration 0006 took it out): PostgreSQL queues notifications under one database-wide lock
+# at commit, which made concurrent committers wait for each other; readers poll the head.
 _POSTGRES_INSERT = """\
-        WITH added AS (
         INSERT INTO {changes} (table_name, op, row_id, session_id, agent_id, log_level)
-        SELECT '{table}', '{op}', r.id, {session_id}, {agent_id}, {log_level}
-        FROM {rows} AS r
-        RETURNING position
-        ) SELECT max(position) INTO newest FROM added;
+        SELECT '{table}', '{op}', r.id, {session_id}, {agent_id}, {log_level} FROM {rows} AS r;
 """
 _POSTGRES_FUNCTION = """\
 CREATE OR REPLACE FUNCTION orchestrator_db_changes_{table}() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    newest bigint;
 BEGIN
     IF TG_OP = 'DELETE' THEN
 {delete}    ELSIF TG_OP = 'UPDATE' THEN
 {update}    ELSE
 {insert}    END IF;
-    IF newest IS NOT NULL THEN
-        PERFORM pg_notify('{channel}', newest::text);
-    END IF;
     RETURN NULL;
 END
 $$;
@@ -173,21 +185,41 @@ CREATE OR REPLACE TRIGGER changes_{table}_{op} AFTER {OP} ON {table}
 """
 
 
-def _postgres_change_triggers(table: str, fields: ChangeFields) -> str:
+def _postgres_change_function(table: str, fields: ChangeFields) -> str:
     session_id, agent_id, log_level = _recorded("r", fields)
-    rows = {op: "old_rows" if op == "delete" else "new_rows" for op in CHANGE_OPS}
     inserts = {op: _POSTGRES_INSERT.format(
         changes=CHANGES_TABLE, table=table, op=op, session_id=session_id, agent_id=agent_id,
-        log_level=log_level, rows=rows[op]) for op in CHANGE_OPS}
-    parts = [_POSTGRES_FUNCTION.format(table=table, channel=NOTIFY_CHANNEL, **inserts)]
+        log_level=log_level, rows=_transition_rows(op)) for op in CHANGE_OPS}
+    return _POSTGRES_FUNCTION.format(table=table, **inserts)
+
+
+def _transition_rows(op: str) -> str:
+    return "old_rows" if op == "delete" else "new_rows"
+
+
+def _postgres_change_triggers(table: str, fields: ChangeFields) -> str:
+    parts = [_postgres_change_function(table, fields)]
     for op in CHANGE_OPS:
         parts.append(_POSTGRES_TRIGGER.format(
             table=table, op=op, OP=op.upper(), AGE="OLD" if op == "delete" else "NEW",
-            rows=rows[op]))
+            rows=_transition_rows(op)))
     return "".join(parts)
 
 
-_GENERATED: dict[str, Callable[[Dialect], str]] = {"change_feed": change_trigger_sql}
+def change_function_sql(dialect: Dialect) -> str:
+    """Return migration 0006: the PostgreSQL trigger functions again, without NOTIFY.
+
+    SQLite's triggers never notified anyone (readers poll ``data_version``): nothing to do there.
+    """
+    if dialect is Dialect.SQLITE:
+        return ""
+    return "\n".join(_postgres_change_function(_ident(table), fields)
+                     for table, fields in CHANGE_FIELDS.items())
+
+
+_GENERATED: dict[str, Callable[[Dialect], str]] = {
+    "change_feed": change_trigger_sql, "aggregates": aggregate_sql,
+    "change_feed_polled": change_function_sql}
 
 
 _DOLLAR_QUOTE = re.compile(r"\$[A-Za-z_]*\$")

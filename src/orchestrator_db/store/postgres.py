@@ -8,7 +8,7 @@ needs (codecs, value conversion, error translation) is in ``postgres_driver.py``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -18,9 +18,11 @@ import asyncpg
 
 from ..config import Dialect, Target
 from ..errors import NotConnectedError, NotFoundError, OrchestratorDBError, SchemaError
+from . import postgres_bulk
 from .base import Query, Store, TxState, hold_tx, tx_level
 from .catalog import check_postgres_schema
 from .changes import ChangeReader
+from .digest import RowDigest
 from .migrations import load_migrations, pending, split_sql_script
 from .postgres_changes import PostgresChangeReader
 from .postgres_driver import DRIVER_ERRORS, init_connection, rowcount, rows_of, translate_error
@@ -256,6 +258,31 @@ class PostgresStore(Store):
 
     async def fetch_records(self, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
         return [list(row.values()) for row in await self.fetch(sql, params)]
+
+    # bulk load (copy): postgres_bulk.py --------------------------------------------------------
+    async def begin_bulk_load(self, tables: Sequence[str]) -> None:
+        await self._bulk(postgres_bulk.begin(self._pool_or_raise(), tables))
+
+    async def end_bulk_load(self) -> None:
+        await self._bulk(postgres_bulk.end(self._pool_or_raise()))
+
+    async def load_batches(self, table: str, columns: Sequence[str],
+                           batches: AsyncIterator[Sequence[Sequence[Any]]],
+                           committed: Callable[[int], None]) -> None:
+        await postgres_bulk.load(self._pool_or_raise(), table, columns, batches, committed)
+
+    async def table_digests(self, tables: Mapping[str, Sequence[str]]) -> dict[str, RowDigest]:
+        return await self._bulk(postgres_bulk.digests(self._pool_or_raise(), tables))
+
+    async def continue_change_log(self, head: dict[str, Any]) -> None:
+        await self._bulk(postgres_bulk.continue_changes(self._pool_or_raise(), head))
+
+    @staticmethod
+    async def _bulk(job: Awaitable[T]) -> T:
+        try:
+            return await job
+        except DRIVER_ERRORS as exc:
+            raise translate_error(exc) from exc
 
     # SQL that differs by engine --------------------------------------------------------------
     def day_expr(self, column: str) -> str:

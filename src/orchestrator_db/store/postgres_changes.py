@@ -1,14 +1,19 @@
-"""The change log on PostgreSQL: LISTEN on a dedicated connection, reads through the pool.
+"""The change log on PostgreSQL: its head polled on a dedicated connection, reads through the pool.
 
-The triggers ``NOTIFY`` ``CHANNEL`` after each statement that changed records. The reader
-``LISTEN``s on a connection of its own (not one of the pool's, which go back and forth between
-callers), so every server process sees every change, whichever process made it. A notification
-lost with its connection is caught up on: a closed listener is reopened and the reopening is
-reported as a possible change, and the feed reads ``changes`` now and then anyway.
+Writers send no signal: up to migration 0005 the triggers NOTIFYed after each statement, and
+PostgreSQL takes its notification queue under one database-wide lock at commit, so 32 agents
+committing single rows ran at a third of their speed. Now the reader asks for the change log's
+head (``max(position)``, one backward index probe) on a connection of its own every
+``poll_interval`` while changes keep coming, backing off to ``IDLE_INTERVAL`` once the database
+has been quiet for a while. Every server process polls for itself, so each sees every change,
+whichever process made it; a closed connection is reopened and the reopening is reported as a
+possible change, and the feed reads ``changes`` now and then anyway.
 
 PostgreSQL assigns positions from a sequence when a row is written, not when it commits, so
 positions can become visible out of order (``ordered = False``); ``running_writers`` tells the
-feed which transactions may still fill a gap.
+feed which transactions may still fill a gap. A position that commits below the head once the
+head was seen is such a gap: the feed holds it and reads again every ``poll_interval`` until it
+fills or its writers end, so the head alone is enough to notice every commit.
 """
 
 from __future__ import annotations
@@ -21,62 +26,77 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ..tables import CHANGES_TABLE
-from .changes import CHANNEL, ChangeReader
+from .changes import ChangeReader
 
 if TYPE_CHECKING:
     from .postgres import PostgresStore
 
+# The longest an idle reader waits between two looks at the head; the interval doubles from
+# ``poll_interval`` for every IDLE_STEP seconds without a change, up to this.
+IDLE_INTERVAL = 0.2
+IDLE_STEP = 1.0
+HEAD_SQL = f"SELECT coalesce(max(position), 0) AS head FROM {CHANGES_TABLE}"
+
 
 class PostgresChangeReader(ChangeReader):
-    """Notified through ``LISTEN``; reads ``changes`` and records through the store's pool."""
+    """Polls the change log's head; reads ``changes`` and records through the store's pool."""
 
     ordered = False
 
     def __init__(self, store: PostgresStore, *, poll_interval: float) -> None:
         super().__init__(store, poll_interval=poll_interval)
         self.url = store.target.url
-        self._listener: asyncpg.Connection | None = None
-        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._head = 0  # the head last seen
+        self._changed_at = 0.0  # loop time the head last moved
 
     async def open(self) -> None:
-        if self._listener is None:
-            await self._listen()
+        if self._conn is None:
+            await self._connect()
 
     async def close(self) -> None:
-        conn, self._listener = self._listener, None
+        conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _listen(self) -> None:
+    async def _connect(self) -> None:
         conn = await asyncpg.connect(self.url)
         try:
-            await conn.add_listener(CHANNEL, self._notified)
+            self._head = int(await conn.fetchval(HEAD_SQL))
         except BaseException:
             await conn.close()
             raise
-        self._listener = conn
-
-    def _notified(self, *args: object) -> None:
-        self._wake.set()
+        self._conn = conn
+        self._changed_at = asyncio.get_running_loop().time()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return await self.store.fetch(sql, params)
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for a notification; True also when the listener had to be reopened."""
-        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation that
-        # ChangeFeed.stop() sends when a notification lands at that moment.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
-        changed = self._wake.is_set()
-        self._wake.clear()
-        if self._listener is None or self._listener.is_closed():
+    async def check(self) -> bool:
+        """Return whether the head moved; True also when the connection had to be reopened."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
             await self.close()
-            await self._listen()
-            changed = True  # notifications may have been missed meanwhile
+            await self._connect()
+            return True  # commits may have been missed meanwhile
+        try:
+            head = int(await conn.fetchval(HEAD_SQL))
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+                asyncpg.exceptions.OperatorInterventionError):
+            # The server ended the connection (restart, pg_terminate_backend): open another.
+            await self.close()
+            await self._connect()
+            return True
+        changed, self._head = head != self._head, head
+        if changed:
+            self._changed_at = asyncio.get_running_loop().time()
         return changed
+
+    def interval(self) -> float:
+        idle = asyncio.get_running_loop().time() - self._changed_at
+        slowest = max(self.poll_interval, IDLE_INTERVAL)
+        return min(slowest, self.poll_interval * float(2 ** min(8, int(idle / IDLE_STEP))))
 
     async def running_writers(self) -> frozenset[int]:
         """Return the ids of the open transactions that wrote to this change log."""
@@ -93,4 +113,4 @@ class PostgresChangeReader(ChangeReader):
         return frozenset(int(r["xid"]) for r in rows)
 
 
-__all__ = ["PostgresChangeReader"]
+__all__ = ["IDLE_INTERVAL", "PostgresChangeReader"]

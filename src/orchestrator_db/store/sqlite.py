@@ -7,14 +7,20 @@ writer first tries to take the write lock with no busy wait. Only when another p
 lock (or the work is large) does the unit move to this store's own thread, where it may wait up
 to the busy timeout without blocking the event loop. The connection and its thread are in
 ``sqlite_connection.py``, group commit in ``sqlite_group.py``.
+
+Reads outside a transaction do not use that connection or its lock at all: they go to the
+store's query-only readers (``sqlite_readers.py``): short ones on the loop's thread, long ones
+(``heavy``) and read snapshots on a small pool of reader threads. So a long read or an open
+transaction never holds up another request's read, and writes never wait for a long read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -22,19 +28,19 @@ from typing import Any, TypeVar
 
 from ..config import Dialect, Target
 from ..errors import (
-    DuplicateError,
     NotFoundError,
-    OrchestratorDBError,
-    SchemaError,
     SchemaNotFoundError,
 )
 from ..jsoncodec import JsonText
 from ..models import format_ts
-from ..tables import JSON_FIELDS
-from .base import Query, Store, TxState, hold_tx, tx_level
+from ..tables import CHANGE_FIELDS, JSON_FIELDS
+from . import sqlite_bulk
+from .base import Query, Store, TxState, active_tx, hold_tx, tx_level
 from .changes import ChangeReader
+from .digest import RowDigest
 from .migrations import load_migrations, split_sql_script
-from .sqlite_changes import SQLiteChangeReader
+from .sqlite_backup import backup_file, restore_file
+from .sqlite_changes import RECORDED_MIN_ROWS, SQLiteChangeReader, insert_recorded
 from .sqlite_connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
     MIGRATIONS_TABLE_SQL,
@@ -44,6 +50,7 @@ from .sqlite_connection import (
     translate_error,
 )
 from .sqlite_group import SQLiteGroupCommit
+from .sqlite_readers import SQLiteReaders, is_wal
 
 T = TypeVar("T")
 
@@ -67,6 +74,8 @@ class SQLiteStore(Store):
         # Group commit: awaited writes issued in the same event-loop turn share one transaction.
         self.group_commit = True
         self._groups = SQLiteGroupCommit(self.connection)
+        # Reads outside a transaction; not opened when the file is not in WAL mode.
+        self.readers = SQLiteReaders(self.path, busy_timeout_ms)
 
     @classmethod
     def from_options(cls, target: Target, *, busy_timeout_ms: int, pool_min_size: int,
@@ -99,11 +108,20 @@ class SQLiteStore(Store):
         await self.connection.open(load_migrations(self.dialect), self.schema_file,
                                    read_only=self.read_only)
         self.found_version = self.connection.found_version
+        try:
+            if not self.read_only and is_wal(self.connection.get()):
+                await self.readers.open()
+        except BaseException:
+            await self.connection.close()
+            raise
 
     async def close(self) -> None:
         # Writes already awaited by callers are committed before the connection goes away.
-        await self._groups.drain()
-        await self.connection.close()
+        try:
+            await self._groups.drain()
+            await self.readers.close()
+        finally:
+            await self.connection.close()
 
     # statements ------------------------------------------------------------------------------
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool,
@@ -112,12 +130,19 @@ class SQLiteStore(Store):
         connection = self.connection
         try:
             connection.get()
-            tx = await hold_tx(self)
+            tx = await self._hold_tx(write)
             if tx is not None:
                 try:
-                    return await connection.in_thread(fn, tx.conn) if heavy else fn(tx.conn)
+                    if not heavy:
+                        return fn(tx.conn)
+                    readers = self.readers
+                    if readers.owns(tx.conn):  # a read snapshot: on the pool's threads
+                        return await readers.in_thread(fn, tx.conn)
+                    return await connection.in_thread(fn, tx.conn)
                 finally:
                     tx.lock.release()
+            if not write and self.readers.is_open:
+                return await self._read(fn, heavy)
             if write and not heavy and self.group_commit:
                 return await self._groups.write(fn)
             async with connection.lock:
@@ -130,6 +155,30 @@ class SQLiteStore(Store):
                 return await connection.in_thread(connection.unit_waiting, fn, write)
         except sqlite3.Error as exc:
             raise translate_error(exc, self.busy_timeout_ms) from exc
+
+    async def _hold_tx(self, write: bool) -> TxState | None:
+        """``hold_tx``, except that a write (or a transaction) never joins a read snapshot.
+
+        A snapshot reads on a query-only reader: what a task writes inside one commits on its
+        own, as outside any transaction (a snapshot is only opened outside transactions).
+        """
+        if write:
+            tx = active_tx(self)
+            if tx is not None and self.readers.owns(tx.conn):
+                return None
+        return await hold_tx(self)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T], heavy: bool) -> T:
+        """A read outside any transaction: on the inline reader, or on the pool if ``heavy``."""
+        readers = self.readers
+        if not heavy:
+            try:
+                return fn(readers.get_inline())
+            except sqlite3.OperationalError as exc:
+                # The WAL is being recovered or reset: wait for it on a thread, not here.
+                if not is_busy(exc):
+                    raise
+        return await readers.read(fn)
 
     async def fetch(self, sql: str, params: Sequence[Any] = (), *, heavy: bool = False
                     ) -> list[dict[str, Any]]:
@@ -146,7 +195,7 @@ class SQLiteStore(Store):
     async def transaction(self) -> AsyncIterator[None]:
         connection = self.connection
         connection.get()
-        outer = await hold_tx(self)
+        outer = await self._hold_tx(write=True)
         if outer is not None:  # a savepoint, holding the enclosing level for its whole block
             try:
                 async with self._savepoint(outer):
@@ -176,20 +225,36 @@ class SQLiteStore(Store):
 
     @asynccontextmanager
     async def read_snapshot(self) -> AsyncIterator[None]:
-        connection = self.connection
-        async with connection.lock:
-            conn = connection.get()
-            # Deferred: the first read takes the WAL snapshot; no write lock is taken, so other
-            # processes keep writing (this process's writes wait for the block, as for any
-            # transaction on the one connection).
-            conn.execute("BEGIN")
-
-            async def end() -> None:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-
-            async with tx_level(TxState.opened(self, conn), commit=end, rollback=end):
+        readers = self.readers
+        if not readers.is_open:  # no WAL: on the one connection (writes wait for the block)
+            async with self.connection.lock, self._snapshot_on(self.connection.get()):
                 yield
+            return
+        conn = await readers.acquire()
+        try:
+            async with self._snapshot_on(conn):
+                yield
+        finally:
+            if conn.in_transaction:  # never hand a reader back inside a transaction
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            readers.release(conn)
+
+    @asynccontextmanager
+    async def _snapshot_on(self, conn: sqlite3.Connection) -> AsyncIterator[None]:
+        """A read transaction on ``conn`` for the block.
+
+        Deferred: the first read takes the WAL snapshot; no lock is taken, so the writers (this
+        process's, on a reader's snapshot, and other processes') go on meanwhile.
+        """
+        conn.execute("BEGIN")
+
+        async def end() -> None:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+        async with tx_level(TxState.opened(self, conn), commit=end, rollback=end):
+            yield
 
     def _savepoint(self, outer: TxState) -> contextlib.AbstractAsyncContextManager[None]:
         """Open a savepoint in ``outer``; return the block that releases or rolls it back."""
@@ -215,6 +280,9 @@ class SQLiteStore(Store):
         sql = self.insert_sql(table, columns, skip_existing=skip_existing)
         if len(rows) == 1:
             await self.execute(sql, rows[0])
+        elif table in CHANGE_FIELDS and len(rows) >= RECORDED_MIN_ROWS:  # sqlite_changes.py
+            await self.run(functools.partial(insert_recorded, table=table, sql=sql, rows=rows),
+                           write=True, heavy=len(rows) > INLINE_ROWS)
         else:
             await self.executemany(sql, rows)
 
@@ -232,6 +300,33 @@ class SQLiteStore(Store):
                 out.append(values)
             return out
         return await self.run(fetch, write=False, heavy=True)
+
+    # bulk load (copy): sqlite_bulk.py ----------------------------------------------------------
+    async def begin_bulk_load(self, tables: Sequence[str]) -> None:
+        return None  # indexes and triggers stay (see sqlite_bulk.py)
+
+    async def end_bulk_load(self) -> None:
+        return None
+
+    async def load_batches(self, table: str, columns: Sequence[str],
+                           batches: AsyncIterator[Sequence[Sequence[Any]]],
+                           committed: Callable[[int], None]) -> None:
+        sql, params = self.insert_sql(table, columns), self.record_params(columns)
+        async for records in batches:
+            if records:
+                rows = [params(r) for r in records]
+                await self.run(functools.partial(sqlite_bulk.insert_batch, sql=sql, rows=rows),
+                               write=True, heavy=True)
+                committed(len(rows))
+
+    async def table_digests(self, tables: Mapping[str, Sequence[str]]) -> dict[str, RowDigest]:
+        return await sqlite_bulk.table_digests(
+            self.path, dict(tables), self.busy_timeout_ms,
+            lambda fn: self.run(fn, write=False, heavy=True))
+
+    async def continue_change_log(self, head: dict[str, Any]) -> None:
+        await self.run(lambda c: sqlite_bulk.continue_changes(c, head, self.ts), write=True,
+                       heavy=True)
 
     # SQL that differs by engine --------------------------------------------------------------
     def day_expr(self, column: str) -> str:
@@ -276,11 +371,11 @@ class SQLiteStore(Store):
         # A connection of its own, on the store's thread: SQLite's online backup copies one
         # read snapshot (WAL readers never block writers), so writers go on meanwhile; copying
         # the file instead would miss what is still in the WAL.
-        await self.connection.in_thread(_backup, self.path, dest, self.busy_timeout_ms)
+        await self.connection.in_thread(backup_file, self.path, dest, self.busy_timeout_ms)
 
     async def restore(self, src: Path) -> None:
         async with self.connection.lock:
-            await self.connection.in_thread(_restore, src, self.connection.get(),
+            await self.connection.in_thread(restore_file, src, self.connection.get(),
                                             self.busy_timeout_ms)
 
     async def storage_bytes(self) -> int:
@@ -334,57 +429,6 @@ def render_sqlite_schema() -> str:
             "strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'));"
         )
     return "\n".join(parts) + "\n"
-
-
-
-def _backup(src_path: Path, dest: Path, busy_timeout_ms: int) -> None:
-    if dest.exists():
-        raise DuplicateError(f"{dest} already exists; backup never overwrites a file",
-                             field="dest")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        src = sqlite3.connect(f"{src_path.resolve().as_uri()}?mode=ro", uri=True)
-    except (OSError, sqlite3.Error) as exc:
-        raise OrchestratorDBError(f"cannot back up {src_path} to {dest}: {exc}") from exc
-    try:
-        src.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # sql-ok: int
-        target = sqlite3.connect(dest)
-        try:
-            src.backup(target)
-            target.execute("PRAGMA journal_mode = WAL")
-        finally:
-            target.close()
-    except sqlite3.Error as exc:
-        with contextlib.suppress(OSError):
-            dest.unlink()
-        raise translate_error(exc, busy_timeout_ms) from exc
-    finally:
-        src.close()
-
-
-def _restore(src_path: Path, conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
-    if not src_path.is_file():
-        raise NotFoundError(f"no backup at {src_path}", path=str(src_path))
-    try:
-        src = sqlite3.connect(f"{src_path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise OrchestratorDBError(f"cannot open {src_path}: {exc}") from exc
-    try:
-        check = src.execute("PRAGMA integrity_check").fetchone()[0]
-        has_schema = src.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                                 "AND name = 'schema_migrations'").fetchone()[0]
-        if check != "ok" or not has_schema:
-            raise SchemaError(f"{src_path} is not an orchestrator-db backup "
-                              f"(integrity: {check}; schema table: {bool(has_schema)})")
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # sql-ok: int
-        try:
-            src.backup(conn)
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
-    except sqlite3.Error as exc:
-        raise translate_error(exc, busy_timeout_ms) from exc
-    finally:
-        src.close()
 
 
 __all__ = ["INLINE_ROWS", "SQLiteStore", "render_sqlite_schema"]

@@ -4,17 +4,20 @@
 costs one cheap PRAGMA per ``poll_interval`` (50 ms by default), and the commits of this
 process's own store count too, since they come from its connection, not this one. SQLite has one
 writer at a time, so positions always commit in order: no gap ever waits for a writer.
+
+``insert_recorded`` is the writers' side: a large insert into a change-feed table records its
+changes in one statement instead of one trigger run per row.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotConnectedError
 from .changes import ChangeReader
+from .migrations import sqlite_inserted_changes_sql
 from .sqlite_connection import rows_of, setup_connection, translate_error
 
 if TYPE_CHECKING:
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 # A WAL reader waits only while another connection recovers or resets the WAL. Reads run on the
 # event loop's thread (below), so this also bounds how long such a wait can hold up the loop.
 READ_BUSY_TIMEOUT_MS = 5000
+# From this many rows an insert records its changes in one INSERT ... SELECT (insert_recorded).
+RECORDED_MIN_ROWS = 100
+_LAST_ROWID = 2**63 - 1  # past it SQLite picks new rowids at random: no range to select
 
 
 class SQLiteChangeReader(ChangeReader):
@@ -74,26 +80,53 @@ class SQLiteChangeReader(ChangeReader):
         except sqlite3.Error as exc:
             raise translate_error(exc, READ_BUSY_TIMEOUT_MS) from exc
 
-    async def wait(self, timeout: float) -> bool:
-        """Check ``data_version`` every ``poll_interval`` until it changes or ``timeout`` passed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                current = _data_version(self._connection())
-            except sqlite3.Error as exc:
-                raise translate_error(exc, READ_BUSY_TIMEOUT_MS) from exc
-            changed, self._version = current != self._version, current
-            if changed or loop.time() >= deadline:
-                return changed
+    async def check(self) -> bool:
+        """Return whether ``data_version`` changed: another connection committed."""
+        try:
+            current = _data_version(self._connection())
+        except sqlite3.Error as exc:
+            raise translate_error(exc, READ_BUSY_TIMEOUT_MS) from exc
+        changed, self._version = current != self._version, current
+        return changed
 
     async def running_writers(self) -> frozenset[int]:
         return frozenset()  # one writer at a time: positions commit in order
+
+
+def insert_recorded(conn: sqlite3.Connection, *, table: str, sql: str,
+                    rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` into a change-feed table with ``sql`` and record their changes at once.
+
+    On SQLite the mere presence of a row trigger doubles what each inserted row costs, so for a
+    large insert the table's insert trigger is dropped, the rows are inserted, their change rows
+    are written by one INSERT ... SELECT over the new rowids (the rows, values and order the
+    trigger would have written) and the trigger is re-created from its own text, all inside one
+    savepoint: SQLite's DDL is transactional and this connection holds the write lock, so no
+    other connection ever sees the table without its trigger, and an error undoes all of it.
+    """
+    record = sqlite_inserted_changes_sql(table)  # and `table` is a change-feed table's name
+    trigger = f"changes_{table}_insert"
+    found = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+                         (trigger,)).fetchone()
+    (before,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()
+    if found is None or before >= _LAST_ROWID:  # no feed on this table, or no rowid range
+        conn.executemany(sql, rows)
+        return
+    conn.execute("SAVEPOINT orchestrator_db_recorded")
+    try:
+        conn.execute(f"DROP TRIGGER {trigger}")
+        conn.executemany(sql, rows)
+        conn.execute(record, (before,))
+        conn.execute(found[0])
+    except BaseException:
+        conn.execute("ROLLBACK TO orchestrator_db_recorded")
+        conn.execute("RELEASE orchestrator_db_recorded")
+        raise
+    conn.execute("RELEASE orchestrator_db_recorded")
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-__all__ = ["READ_BUSY_TIMEOUT_MS", "SQLiteChangeReader"]
+__all__ = ["READ_BUSY_TIMEOUT_MS", "RECORDED_MIN_ROWS", "SQLiteChangeReader", "insert_recorded"]

@@ -265,14 +265,7 @@ class SQLiteConnection:
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the connection's thread; on cancellation, wait for it before leaving."""
         assert self._executor is not None
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The connection is still in use by the thread: do not release the lock under it.
-            with contextlib.suppress(BaseException):
-                await future
-            raise
+        return await run_on(self._executor, fn, *args)
 
     # units of work ---------------------------------------------------------------------------
     def waiting(self, fn: Callable[[], T]) -> T:
@@ -316,6 +309,21 @@ class SQLiteConnection:
 
 
 
+async def run_on(executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` on ``executor``; on cancellation, wait for it to finish before leaving.
+
+    ``fn`` uses a connection: leaving while it runs would hand the connection (or its lock) to
+    someone else under it.
+    """
+    future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await future
+        raise
+
+
 def _close(conn: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         # Let SQLite keep its query planner statistics fresh (cheap, bounded).
@@ -324,4 +332,4 @@ def _close(conn: sqlite3.Connection) -> None:
 
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "MIGRATIONS_TABLE_SQL", "SQLiteConnection", "is_busy",
-           "rows_of", "setup_connection", "translate_error"]
+           "rows_of", "run_on", "setup_connection", "translate_error"]

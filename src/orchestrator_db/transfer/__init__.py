@@ -3,34 +3,48 @@
 How it keeps "nothing lost, nothing twice":
 
 - Tables go in dependency order (parents first), rows in the stable order (created_at, id), in
-  batches; each batch is one transaction on the destination, written with the engine's fast path
-  (``Store.insert_many``: COPY on PostgreSQL, ``executemany`` on SQLite). Ids and timestamps are
+  batches; each batch is one transaction on the destination, committed in order, written with
+  the store's bulk load (``Store.load_batches``: text COPY on two connections on PostgreSQL, the
+  next batch while the previous one commits; ``executemany`` on SQLite). Ids and timestamps are
   copied, not re-made.
 - So an interrupted copy leaves each destination table holding a *prefix* of the source table.
   Re-running checks that it is one (same number of rows up to the destination's last (created_at,
   id), and that row exists in the source) and continues after it: resumable, never duplicated.
+- What each row would update goes after the load (``Store.begin_bulk_load`` /
+  ``end_bulk_load``): on PostgreSQL the tables' secondary indexes and foreign keys are dropped
+  and their change-feed triggers disabled, then rebuilt (indexes concurrently) and enabled. The
+  statements that restore them are recorded in the destination in the same transaction, so a
+  copy that stops, even killed, leaves them to the next copy (a merge, too, runs them first).
+- Copied rows are history, not news: the destination's change log gets no row for them. It
+  gets the source's newest change row instead, so its positions go on after the source's (a
+  follower may move from the source to the destination keeping its position).
 - A destination holding anything else is refused unless ``merge=True``, which adds only the rows
-  whose ids the destination lacks (``ON CONFLICT (id) DO NOTHING``).
-- Verification compares row counts and a SHA-256 over the canonical JSON of every row (public
-  shape, (created_at, id) order) on both sides. For a table this run copied whole, the source
-  side is hashed from the rows as they are copied (no second read of the source) and the
-  destination is read back; a resumed or merged table is read again on both sides. Any
-  difference raises ``VerificationError`` naming the table and the first differing row.
+  whose ids the destination lacks (``ON CONFLICT (id) DO NOTHING``), the normal way: its
+  followers see them as changes.
+- Verification compares a row count and an order-free digest of every table
+  (``store/digest.py``), each side computed by its own store while the other work goes on:
+  PostgreSQL hashes in SQL (a parallel scan, while the indexes are rebuilt), SQLite in processes
+  of their own (the source's while its rows are copied). Only if they differ are both sides read
+  again and compared row by row, which raises ``VerificationError`` naming the table and the
+  first differing row. A merge looks every source row up in the destination instead.
 - ``cost_rollups`` (no id: one row per day, session, agent and model) is copied after the five
   record tables as a whole, and compared as a multiset of rows.
 
-Measured (benchmarks/bench_copy.py, 1M agent_logs rows SQLite → PostgreSQL on a shared 2-core
-machine): the copy runs at 0.74× a bare ``copy_records_to_table`` of the same rows held in memory,
-0.37× including the verification. On SQLite the source is read as driver tuples with JSON left as
-its stored text (``JsonText``, from ``Store.fetch_records``), so it is never decoded and encoded
-again on the way.
+Measured (benchmarks/bench_copy.py, 1M agent_logs rows SQLite → PostgreSQL, pgloader 3.6.9 in
+the same run, on a 2-core machine shared with other work): the copy, verified, took 14-34 s
+where pgloader took 19-45 s, 1.04-1.68× per run (it was 0.48× before: 63 s against 30 s),
+in 141 MB with its digest process against pgloader's 450-960 MB. Its CPU, in core-seconds:
+the copy process about 6, the source's digest about 8.5 (Python), PostgreSQL about 5 for the
+COPY, 2.5 for the indexes and keys and 5 for its digest; on a quiet machine the load takes
+about 12.5 s and the rebuild and the destination's digest about 5.5 s more.
 
 Stop writers on the source while it is copied: rows changed after they were copied are reported
-by the verification, not copied again.
+by the verification, not copied again. Nothing else should write to the destination meanwhile:
+while its change-feed triggers are off, its followers would not see those writes.
 
-The modules, by concern: ``checksums`` (canonical lines, hashing), ``rows`` (read, convert,
-write), ``rollups`` (``cost_rollups``), ``verify`` (verification), ``copy`` (the copy loop,
-resume and merge), ``results`` and ``errors`` (what a copy reports).
+The modules, by concern: ``checksums`` (canonical lines, row-by-row comparison), ``rows`` (read,
+convert, write), ``rollups`` (``cost_rollups``), ``verify`` (verification), ``copy`` (the copy
+loop, resume and merge), ``results`` and ``errors`` (what a copy reports).
 """
 
 from ..tables import ROLLUP_COLUMNS, ROLLUP_TABLE

@@ -1,8 +1,9 @@
-"""The canonical form of a row (one line of JSON) and the checksums built from it.
+"""The canonical form of a row (one line of JSON), to compare two rows whatever their engine.
 
-Both sides of a copy are hashed by this code, whatever their engine: a row is the JSON list of
-its values in column order (sorted keys, no ASCII escaping, compact separators), timestamps in
-the package's one shape and JSON values decoded. Changing the output changes every checksum.
+A row is the JSON list of its values in column order (sorted keys, no ASCII escaping, compact
+separators), timestamps in the package's one shape and JSON values decoded. The row-by-row
+comparisons (``verify.verify_equal``, ``verify_merge``) and the rollups use it; the digests
+the copy verifies with first are ``store/digest.py``'s.
 """
 
 from __future__ import annotations
@@ -10,26 +11,14 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from ..jsoncodec import JsonText, decode_json
-from ..models import format_ts, parse_ts
+from ..store.digest import canon_time
 from ..tables import JSON_FIELDS, TIME_FIELDS
-from .errors import CopyError
 
 # One reusable encoder: json.dumps with options builds a new JSONEncoder for every row.
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 dumps_canonical = _ENCODER.encode
-
-
-class Hasher(Protocol):
-    """What the checksums need of a ``hashlib`` object."""
-
-    def update(self, data: bytes, /) -> None: ...
-
-    def digest(self) -> bytes: ...
-
-    def hexdigest(self) -> str: ...
 
 
 def _canon_json(value: Any) -> Any:
@@ -43,18 +32,6 @@ def _canon_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_canon_json(v) for v in value]
     return value
-
-
-def canon_time(value: Any) -> Any:
-    """Return a stored timestamp in the package's one shape (other values as they are)."""
-    # Rows written by this package are already canonical (32 characters ending in +00:00); only
-    # rows written by other tools need re-formatting.
-    if value is None or (isinstance(value, str) and len(value) == 32 and value.endswith("+00:00")):
-        return value
-    try:
-        return format_ts(parse_ts(value))
-    except (TypeError, ValueError):
-        return value
 
 
 @functools.cache
@@ -84,45 +61,4 @@ def canonical_line(row: dict[str, Any], columns: Sequence[str]) -> bytes:
     return _line([row.get(c) for c in columns], times, jsons).encode() + b"\n"
 
 
-def hash_rows(hasher: Hasher, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    """Feed rows to a hasher, as ``canonical_line`` would one by one (but faster)."""
-    times, jsons = field_indexes(tuple(columns))
-    lines = [_line([row[c] for c in columns], times, jsons) for row in rows]
-    lines.append("")
-    hasher.update("\n".join(lines).encode())
-
-
-def hash_records(hasher: Hasher, records: list[list[Any]], columns: Sequence[str]) -> None:
-    """``hash_rows`` for records (lists in column order), whose JSON may be ``JsonText``.
-
-    Raises:
-        CopyError: a JSON column holds text that is not JSON (written by another tool).
-    """
-    times, jsons = field_indexes(tuple(columns))
-    lines = []
-    for record in records:
-        values = list(record)
-        for i in jsons:
-            value = values[i]
-            if isinstance(value, JsonText):
-                try:
-                    values[i] = decode_json(value)
-                except ValueError as exc:
-                    raise CopyError(
-                        f"row {values[0]} holds invalid JSON in {columns[i]} ({exc}); fix or "
-                        "delete it, then run the copy again"
-                    ) from exc
-        lines.append(_line(values, times, jsons))
-    lines.append("")
-    hasher.update("\n".join(lines).encode())
-
-
-__all__ = [
-    "Hasher",
-    "canon_time",
-    "canonical_line",
-    "dumps_canonical",
-    "field_indexes",
-    "hash_records",
-    "hash_rows",
-]
+__all__ = ["canon_time", "canonical_line", "dumps_canonical", "field_indexes"]

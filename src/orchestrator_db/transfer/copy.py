@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import os
+from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import parse_url
 from ..errors import OrchestratorDBError
 from ..manager import CoreManager
+from ..store.digest import InvalidJsonError, RowDigest
 from ..tables import COLUMNS, ROLLUP_TABLE, TABLES
-from .checksums import Hasher, hash_records
 from .errors import CopyError, CopyInterrupted
 from .results import CopyResult, Mode, ProgressCallback, TableCopy
 from .rollups import Rollups, plan_rollups, verify_rollups, write_missing
-from .rows import Key, converter, count, has_table, is_prefix, last_key, read_records, write
-from .verify import verify_copied, verify_equal, verify_merge
+from .rows import (
+    Key,
+    converter,
+    count,
+    has_table,
+    invalid_json,
+    is_prefix,
+    last_key,
+    record_batches,
+    write,
+)
+from .verify import verify_digest, verify_merge
 
 # Dependency order: every table comes after the tables it references.
 COPY_TABLES: tuple[str, ...] = TABLES
@@ -158,94 +170,167 @@ async def _copy(src: CoreManager, dst: CoreManager, *, batch_size: int, merge: b
     has_data = any(t.existing_rows for t in tables)
     mode: Mode = "merge" if merge and has_data else "resume" if has_data else "new"
     result = CopyResult(src.target.display(), dst.target.display(), mode, tables)
-
+    records = [t for t in tables if t.table != ROLLUP_TABLE]
     batches = _Batches(stop_after_batches)
-    # The source side of the checksum of a table copied whole by this run is taken from the rows
-    # as they are copied, so the verification only has to read the destination again.
-    hashes: dict[str, Hasher] = {}
-    for t in tables:
-        if t.table == ROLLUP_TABLE:
-            continue
-        hasher = hashlib.sha256() if verify and not t.existing_rows else None
-        await _copy_table(src, dst, t, plan.starts[t.table], batch_size=batch_size, merge=merge,
-                          hasher=hasher, progress=progress, batches=batches)
-        if hasher is not None:
-            hashes[t.table] = hasher
-        if merge:
+    if merge:
+        # Rows merged into a live database are news to its followers: written the normal way,
+        # triggers on. Anything a killed copy left deferred is restored first.
+        await _restore(dst)
+        for t in records:
+            await _merge_table(src, dst, t, batch_size=batch_size, progress=progress,
+                               batches=batches)
             t.copied_rows = await count(dst, t.table) - t.existing_rows
+        await _copy_rollups(dst, tables, plan.rollups, progress)
+        if verify:
+            await _verify(src, dst, tables, plan.rollups, None, merge=True, progress=progress)
+        result.verified = verify
+        return result
 
-    rollups = plan.rollups
+    # The source is hashed (on SQLite in a process of its own, on PostgreSQL by the server)
+    # while its rows are copied.
+    wanted = {t.table: COLUMNS[t.table] for t in records}
+    source = asyncio.ensure_future(src.store.table_digests(wanted)) if verify else None
+    try:
+        await dst.store.begin_bulk_load(
+            [t.table for t in records if t.source_rows > t.existing_rows])
+        try:
+            for t in records:
+                await _load_table(src, dst, t, plan.starts[t.table], batch_size=batch_size,
+                                  progress=progress, batches=batches)
+        except Exception:
+            # Leave the destination usable (indexes and triggers back) when the copy stops
+            # here; should even that fail, the next copy restores them.
+            with contextlib.suppress(OrchestratorDBError):
+                await _restore(dst)
+            raise
+        await _copy_rollups(dst, tables, plan.rollups, progress)
+        # The indexes are rebuilt while both sides' digests are compared.
+        await _together(_restore(dst), _verify(
+            src, dst, tables, plan.rollups, source, merge=False, progress=progress)
+            if source is not None else _nothing())
+    finally:
+        if source is not None:  # ended, or no longer wanted (its error, if any, is seen)
+            source.cancel()
+            await asyncio.gather(source, return_exceptions=True)
+    await _continue_change_log(src, dst)
+    result.verified = verify
+    return result
+
+
+async def _copy_rollups(dst: CoreManager, tables: list[TableCopy], rollups: Rollups | None,
+                        progress: ProgressCallback | None) -> None:
     if rollups is not None and rollups.missing:
         await write_missing(dst, rollups)
         tables[-1].copied_rows = len(rollups.missing)
         if progress:
             progress("copy", ROLLUP_TABLE, len(rollups.source), len(rollups.source))
 
-    if verify:
-        for t in tables:
-            if t.table == ROLLUP_TABLE:
-                assert rollups is not None
-                await verify_rollups(dst, t, rollups, merge=merge)
-            elif t.table in hashes:
-                await verify_copied(src, dst, t, hashes[t.table], progress)
-            elif merge and t.existing_rows:
-                await verify_merge(src, dst, t, progress)
-            else:
-                await verify_equal(src, dst, t, progress)
-        result.verified = True
-    return result
+
+async def _verify(src: CoreManager, dst: CoreManager, tables: list[TableCopy],
+                  rollups: Rollups | None, source: Awaitable[dict[str, RowDigest]] | None, *,
+                  merge: bool, progress: ProgressCallback | None) -> None:
+    """Check every table; raise ``VerificationError`` (or ``CopyError``) at the first problem."""
+    records = [t for t in tables if t.table != ROLLUP_TABLE]
+    if source is not None:
+        try:
+            target = await dst.store.table_digests({t.table: COLUMNS[t.table] for t in records})
+            digests = await source
+        except InvalidJsonError as exc:
+            raise CopyError(f"{exc}; fix or delete it, then run the copy again",
+                            table=exc.table) from exc
+    for t in tables:
+        if t.table == ROLLUP_TABLE:
+            assert rollups is not None
+            await verify_rollups(dst, t, rollups, merge=merge)
+        elif merge:
+            await verify_merge(src, dst, t, progress)
+        else:
+            await verify_digest(src, dst, t, digests[t.table], target[t.table], progress)
 
 
-async def _copy_table(src: CoreManager, dst: CoreManager, t: TableCopy, after: Key | None, *,
-                      batch_size: int, merge: bool, hasher: Hasher | None,
-                      progress: ProgressCallback | None, batches: _Batches) -> None:
-    """Copy one table's rows after ``after``, batch by batch, hashing them if asked."""
-    columns = COLUMNS[t.table]
-    convert = converter(dst, t.table)
-    created = columns.index("created_at")
-    done = 0 if merge else t.existing_rows
+async def _restore(dst: CoreManager) -> None:
+    """Restore what the bulk load took from the destination (``Store.end_bulk_load``)."""
+    try:
+        await dst.store.end_bulk_load()
+    except OrchestratorDBError as exc:
+        raise CopyError(
+            f"could not restore the destination's indexes, foreign keys and change-feed "
+            f"triggers after a copy's bulk load: {exc}; fix that, then run the copy again"
+        ) from exc
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _together(*jobs: Awaitable[None]) -> None:
+    """Run the jobs concurrently; once all have ended, raise the first error, if any."""
+    for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+async def _continue_change_log(src: CoreManager, dst: CoreManager) -> None:
+    """The copied rows get no change rows (they are history, not news); positions go on.
+
+    The destination's change log is made to reach the source's newest position (by a copy of
+    that one change row), so new changes are numbered after it and a follower can move from
+    the source to the destination keeping its position, missing nothing written after the copy.
+    """
+    head = await src.store.change_log_head()
+    if head is not None:
+        await dst.store.continue_change_log(head)
+
+
+async def _load_table(src: CoreManager, dst: CoreManager, t: TableCopy, after: Key | None, *,
+                      batch_size: int, progress: ProgressCallback | None,
+                      batches: _Batches) -> None:
+    """Copy one table's rows after ``after`` with the destination store's bulk load."""
+    done = t.existing_rows
     if progress:
         progress("copy", t.table, done, t.source_rows)
-    pending = asyncio.ensure_future(read_records(src, t.table, after, batch_size))
-    # One write in flight at a time (batches land in order, so the destination always holds a
-    # prefix); the next batch is read, converted and hashed while it runs.
-    writing: asyncio.Future[None] | None = None
-    in_flight, first_id = 0, None
-    params: list[list[Any]] = []
+
+    def committed(n: int) -> None:
+        nonlocal done
+        t.copied_rows += n
+        done += n
+        if progress:
+            progress("copy", t.table, done, max(t.source_rows, done))
+        batches.written()
+
+    recent: deque[list[list[Any]]] = deque(maxlen=2)  # the batches that may be in flight
+    rows = record_batches(src, t.table, after, batch_size, recent=recent)
     try:
-        while True:
-            records = await pending
-            if records:
-                after = (records[-1][created], records[-1][0])
-                pending = asyncio.ensure_future(read_records(src, t.table, after, batch_size))
-                params = [convert(r) for r in records]
-                if hasher is not None:
-                    hash_records(hasher, records, columns)
-            if writing is not None:
-                try:
-                    await writing
-                except OrchestratorDBError as exc:
-                    raise CopyError(
-                        f"could not write a batch of {t.table} (first row {first_id}): {exc}",
-                        table=t.table,
-                    ) from exc
-                writing = None
-                t.copied_rows += in_flight
-                done += in_flight
-                if progress:
-                    progress("copy", t.table, done, max(t.source_rows, done))
-                batches.written()
-            if not records:
-                break
-            writing = asyncio.ensure_future(write(dst, t.table, params, merge=merge))
-            in_flight, first_id = len(records), records[0][0]
+        await dst.store.load_batches(t.table, COLUMNS[t.table], rows, committed)
+    except CopyError:
+        raise
+    except OrchestratorDBError as exc:
+        raise invalid_json(t.table, recent) or CopyError(
+            f"could not write a batch of {t.table}: {exc}", table=t.table) from exc
     finally:
-        for future in (pending, writing):
-            if future is not None and not future.done():
-                future.cancel()
-        # Reap them so an error (or the cancellation) is not reported as never retrieved.
-        await asyncio.gather(*(f for f in (pending, writing) if f is not None),
-                             return_exceptions=True)
+        await rows.aclose()
+
+
+async def _merge_table(src: CoreManager, dst: CoreManager, t: TableCopy, *, batch_size: int,
+                       progress: ProgressCallback | None, batches: _Batches) -> None:
+    """Add the rows whose ids the destination lacks, batch by batch (one write in flight)."""
+    if progress:
+        progress("copy", t.table, 0, t.source_rows)
+    rows = record_batches(src, t.table, None, batch_size, convert=converter(dst, t.table))
+    done = 0
+    try:
+        async for params in rows:
+            try:
+                await write(dst, t.table, params, merge=True)
+            except OrchestratorDBError as exc:
+                raise CopyError(f"could not write a batch of {t.table} (first row "
+                                f"{params[0][0]}): {exc}", table=t.table) from exc
+            done += len(params)
+            if progress:
+                progress("copy", t.table, done, max(t.source_rows, done))
+            batches.written()
+    finally:
+        await rows.aclose()
 
 
 __all__ = ["COPY_TABLES", "DEFAULT_BATCH_SIZE", "Source", "copy_database"]

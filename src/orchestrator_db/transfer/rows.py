@@ -8,16 +8,20 @@ event loop, JSON the engine keeps as text left as ``JsonText``), the writes thro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
-from typing import Any
+import contextlib
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from ..errors import SchemaError
 from ..manager import CoreManager
 from ..models import parse_ts
+from ..store.digest import InvalidJsonError, RowDigest
 from ..tables import COLUMNS
-from .checksums import canon_time, field_indexes
+from .checksums import canon_time
+from .errors import CopyError
 
+T = TypeVar("T")
 Row = dict[str, Any]
 # A position in a table's (created_at, id) order: the key of the last row read or written.
 Key = tuple[str, str]
@@ -55,24 +59,63 @@ async def read_records(db: CoreManager, table: str, after: Key | None, limit: in
     return await db.store.fetch_records(sql, params)
 
 
-async def scan(db: CoreManager, table: str, batch_size: int) -> AsyncIterator[list[Row]]:
-    """Yield every row in (created_at, id) order, in batches; the next one is read meanwhile."""
-    pending = asyncio.ensure_future(read(db, table, None, batch_size))
+async def _prefetched(read: Callable[[Key | None], Awaitable[list[T]]],
+                      key: Callable[[T], Key], after: Key | None, batch_size: int
+                      ) -> AsyncGenerator[list[T], None]:
+    """Yield ``read(after)`` batch after batch; the next one is read while this one is used."""
+    pending = asyncio.ensure_future(read(after))
     try:
         while True:
             rows = await pending
             if not rows:
                 return
-            if len(rows) == batch_size:
-                after = (rows[-1]["created_at"], rows[-1]["id"])
-                pending = asyncio.ensure_future(read(db, table, after, batch_size))
+            full = len(rows) == batch_size
+            if full:
+                pending = asyncio.ensure_future(read(key(rows[-1])))
             yield rows
-            if len(rows) < batch_size:
+            if not full:
                 return
     finally:
         if not pending.done():
             pending.cancel()
         await asyncio.gather(pending, return_exceptions=True)
+
+
+async def record_batches(src: CoreManager, table: str, after: Key | None, batch_size: int, *,
+                         convert: Callable[[Sequence[Any]], list[Any]] | None = None,
+                         recent: deque[list[list[Any]]] | None = None
+                         ) -> AsyncGenerator[list[list[Any]], None]:
+    """Yield the records after ``after`` in batches, turned by ``convert`` if given.
+
+    The next batch is read (on SQLite in the store's thread) while the caller writes this one.
+    The records of the batches yielded last are kept in ``recent``, to say which row a write
+    refused.
+    """
+    created = COLUMNS[table].index("created_at")
+    batches = _prefetched(lambda a: read_records(src, table, a, batch_size),
+                          lambda r: (r[created], r[0]), after, batch_size)
+    async with contextlib.aclosing(batches):
+        async for records in batches:
+            if recent is not None:
+                recent.append(records)
+            yield records if convert is None else [convert(r) for r in records]
+
+
+def invalid_json(table: str, batches: Iterable[list[list[Any]]]) -> CopyError | None:
+    """Return the error naming the first record whose JSON text is not JSON, if there is one."""
+    columns = COLUMNS[table]
+    for records in batches:
+        try:
+            RowDigest().add(records, columns)  # decodes every JSON text it hashes
+        except InvalidJsonError as exc:
+            return CopyError(f"{exc}; fix or delete it, then run the copy again", table=table)
+    return None
+
+
+def scan(db: CoreManager, table: str, batch_size: int) -> AsyncGenerator[list[Row], None]:
+    """Yield every row in (created_at, id) order, in batches; the next one is read meanwhile."""
+    return _prefetched(lambda a: read(db, table, a, batch_size),
+                       lambda r: (r["created_at"], r["id"]), None, batch_size)
 
 
 async def count(db: CoreManager, table: str) -> int:
@@ -116,34 +159,9 @@ async def is_prefix(src: CoreManager, table: str, dst_rows: int, last: Key) -> b
     return int(rows[0]["n"]) == dst_rows
 
 
-def _to_datetime(value: str) -> datetime:
-    # The fixed shape every stored timestamp has: no need for parse_ts's general path.
-    if len(value) == 32 and value.endswith("+00:00"):
-        return datetime.fromisoformat(value)
-    return parse_ts(value)
-
-
-def converter(db: CoreManager, table: str) -> Callable[[list[Any]], list[Any]]:
-    """Return a function turning a source record into the destination driver's parameters.
-
-    The destination store's own ``json``/``ts`` encoders are used, as for every other write;
-    JSON still held as text (``JsonText``) is kept as it is by ``store.json``.
-    """
-    store = db.store
-    to_json, to_ts = store.json, store.ts
-    times, jsons = field_indexes(COLUMNS[table])
-
-    def convert(record: list[Any]) -> list[Any]:
-        values = list(record)
-        for i in jsons:
-            value = values[i]
-            if value is not None:
-                values[i] = to_json(value)
-        for i in times:
-            if values[i] is not None:
-                values[i] = to_ts(_to_datetime(values[i]))
-        return values
-    return convert
+def converter(db: CoreManager, table: str) -> Callable[[Sequence[Any]], list[Any]]:
+    """Return a function turning a source record into the destination driver's parameters."""
+    return db.store.record_params(COLUMNS[table])
 
 
 async def write(db: CoreManager, table: str, rows: list[list[Any]], *, merge: bool,
@@ -158,10 +176,12 @@ __all__ = [
     "converter",
     "count",
     "has_table",
+    "invalid_json",
     "is_prefix",
     "last_key",
     "read",
     "read_records",
+    "record_batches",
     "scan",
     "write",
 ]

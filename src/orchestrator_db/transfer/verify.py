@@ -1,10 +1,11 @@
 """After the copy: prove the destination holds the source's rows, or say which row differs.
 
-Three cases, one per way a table was copied:
+Two cases, by the way a table was copied:
 
-- copied whole by this run (``verify_copied``): the source side of the checksum was taken as
-  the rows were copied, so only the destination is read again;
-- resumed (``verify_equal``): both sides are read again, side by side, and compared row by row;
+- copied whole or resumed (``verify_digest``): the digests of both sides are compared, each
+  computed by its own store (PostgreSQL in one SQL scan, SQLite in a process of its own), the
+  source's while its rows are copied. Only when they differ are both sides read again and
+  compared row by row (``verify_equal``), to say which row differs;
 - merged into other data (``verify_merge``): every source row is looked up by id in the
   destination, which may hold more.
 """
@@ -16,8 +17,9 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from ..manager import CoreManager
+from ..store.digest import RowDigest
 from ..tables import COLUMNS
-from .checksums import Hasher, canonical_line, hash_rows
+from .checksums import canonical_line
 from .errors import VerificationError
 from .results import ProgressCallback, TableCopy
 from .rows import Row, count, scan
@@ -26,34 +28,21 @@ VERIFY_BATCH_SIZE = 5_000
 MERGE_LOOKUP_SIZE = 1_000  # ids per "WHERE id IN (...)" when verifying a merge
 
 
-async def verify_copied(src: CoreManager, dst: CoreManager, t: TableCopy, source_hash: Hasher,
-                        progress: ProgressCallback | None) -> None:
-    """The destination holds exactly the rows this run read from the source, nothing else."""
-    columns = COLUMNS[t.table]
-    now = await count(src, t.table)
-    if now != t.copied_rows:
-        raise VerificationError(
-            f"verification failed for {t.table}: the source changed during the copy "
-            f"({t.copied_rows:,} rows copied, {now:,} there now); stop its writers and run the "
-            "copy again to continue", table=t.table,
-        )
-    digest = hashlib.sha256()
-    n = 0
-    async for batch in scan(dst, t.table, VERIFY_BATCH_SIZE):
-        hash_rows(digest, batch, columns)
-        n += len(batch)
-        if progress:
-            progress("verify", t.table, n, max(t.copied_rows, n))
-    if n == t.copied_rows and digest.digest() == source_hash.digest():
-        t.source_rows = t.destination_rows = n
-        t.checksum = digest.hexdigest()
-        return
-    # Something differs: compare both sides row by row to say what (this raises).
-    await verify_equal(src, dst, t, None)
-    raise VerificationError(  # pragma: no cover - the source changed again meanwhile
-        f"verification failed for {t.table}: the destination differs from the rows copied",
-        table=t.table,
-    )
+async def verify_digest(src: CoreManager, dst: CoreManager, t: TableCopy, source: RowDigest,
+                        target: RowDigest, progress: ProgressCallback | None) -> None:
+    """Both sides hold the same rows: same count, same digest (``store/digest.py``).
+
+    Each store hashed its own side (PostgreSQL in SQL, SQLite in a process of its own). When
+    the digests differ, both sides are read again and compared row by row to say where: that
+    comparison decides (a number one side spells differently, 2.50 and 2.5, is the same).
+    """
+    if source == target:
+        t.source_rows = t.destination_rows = source.rows
+    else:
+        await verify_equal(src, dst, t, progress)  # raises, naming the first difference
+    t.checksum = source.hexdigest()
+    if progress:
+        progress("verify", t.table, source.rows, source.rows)
 
 
 async def verify_equal(src: CoreManager, dst: CoreManager, t: TableCopy,
@@ -185,7 +174,7 @@ async def verify_merge(src: CoreManager, dst: CoreManager, t: TableCopy,
 __all__ = [
     "MERGE_LOOKUP_SIZE",
     "VERIFY_BATCH_SIZE",
-    "verify_copied",
+    "verify_digest",
     "verify_equal",
     "verify_merge",
 ]

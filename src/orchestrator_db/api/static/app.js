@@ -3,7 +3,6 @@
 import { LiveEvents, get } from "./api.js";
 import { h, mount } from "./dom.js";
 import { renderOverview } from "./overview.js";
-import { renderSession } from "./session.js";
 
 const view = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
@@ -29,6 +28,8 @@ async function route() {
   const ctx = { view, crumbs, setLive, LiveEvents };
   try {
     if (match) {
+      // Loaded when first needed: the overview does not wait for it.
+      const { renderSession } = await import("./session.js");
       current = await renderSession(ctx, decodeURIComponent(match[1]));
     } else {
       current = await renderOverview(ctx);
@@ -51,5 +52,5 @@ async function showEngine() {
 }
 
 window.addEventListener("hashchange", route);
-showEngine();
-route();
+// The engine label after the page's own data: the first view is what is waited for.
+route().finally(showEngine);

@@ -1,0 +1,10 @@
+-- The change feed without NOTIFY (issue 12). Up to here the PostgreSQL trigger functions of
+-- migration 0002 ended with pg_notify; PostgreSQL queues notifications under one database-wide
+-- lock at commit, so concurrent committers waited for each other (32 connections of single-row
+-- commits ran at a third of their speed). Readers now poll the change log's head instead
+-- (store/postgres_changes.py). This migration re-creates the five trigger functions without the
+-- call; the triggers themselves stay as they are. SQLite's triggers never notified: nothing to
+-- do there.
+--
+-- The functions are not written here: store/migrations.py generates them from
+-- orchestrator_db.tables.CHANGE_FIELDS and appends them to this migration.
