@@ -319,7 +319,8 @@ def _sources(store: Store, group_by: str, ranges: _Ranges
     joins = {"agent": " LEFT JOIN agents a ON a.id = r.agent_id",
              "orchestrator_agent": " LEFT JOIN orchestrator_agents o "
                                    "ON o.id = r.orchestrator_agent_id"}.get(group_by, "")
-    if ranges.since is None and ranges.until is None and group_by in WHOLE_GROUPS:
+    if (store.keeps_totals and ranges.since is None and ranges.until is None
+            and group_by in WHOLE_GROUPS):
         # All history by day, model or orchestrator agent: a few rows per day.
         return [(total_key, f"cost_totals r{joins}", _SUMS.format(n="r.prompts", t="r"),
                  store.query())]

@@ -9,7 +9,8 @@ Three totals are kept in the transaction of every write:
   agent's session and orchestrator agent.
 - ``cost_totals`` from ``cost_days`` and ``cost_rollups``: every prompt ever recorded per (UTC
   day, orchestrator agent, model). prune() moves a prompt from the first to the second, so
-  the two sum to the same.
+  the two sum to the same. SQLite only: it has one writer at a time anyway, while on
+  PostgreSQL these few hot rows would serialise concurrent writers (see ``_postgres``).
 
 SQLite gets row-level triggers; PostgreSQL statement-level ones with transition tables, so a
 COPY of 20,000 prompts costs one INSERT ... SELECT per total, not 20,000. Adding a row's counts
@@ -336,15 +337,6 @@ SELECT p.agent_id, (p.created_at AT TIME ZONE 'UTC')::date, p.model, min(a.sessi
 FROM prompts AS p JOIN agents AS a ON a.id = p.agent_id
 GROUP BY 1, 2, 3
 ON CONFLICT DO NOTHING;
-INSERT INTO cost_totals AS t (day, orchestrator_agent_id, model, prompts, tokens_input,
-                              tokens_output, cost_usd)
-SELECT day, orchestrator_agent_id, model, sum(prompts), sum(tokens_input), sum(tokens_output),
-       sum(cost_usd)
-FROM cost_rollups GROUP BY 1, 2, 3
-ON CONFLICT (day, orchestrator_agent_id, (model IS NULL), coalesce(model, '')) DO UPDATE SET
-    prompts = t.prompts + excluded.prompts, tokens_input = t.tokens_input + excluded.tokens_input,
-    tokens_output = t.tokens_output + excluded.tokens_output,
-    cost_usd = t.cost_usd + excluded.cost_usd;
 """
 # The planner's estimate, scaled to the table's pages now (as the planner does); NULL for a
 # table never analysed. to_regclass() follows search_path, as the queries do.
@@ -372,7 +364,11 @@ def _postgres() -> str:
                                           f"orchestrator_db_sessions_{event}()")
                      .format(left=left, joined=joined))
     parts.append(_PG_SESSION_TRIGGERS.format(function="orchestrator_db_sessions"))
-    for feed in _feeds("({r}.created_at AT TIME ZONE 'UTC')::date"):
+    # cost_totals is left empty here: its few rows a day would be updated by every prompt
+    # write, and PostgreSQL's writers on many machines would queue on them (the row lock is
+    # held to commit: 32 connections writing prompts of one orchestrator agent ran at a sixth
+    # of their speed). The whole-history groupings read cost_days instead (Store.keeps_totals).
+    for feed in _feeds("({r}.created_at AT TIME ZONE 'UTC')::date")[:1]:
         first = feed.keys[0]
         parts.append(_PG_FUNCTION.format(
             total=feed.total, source=feed.source, insert=_pg_add(feed, "new_rows"),

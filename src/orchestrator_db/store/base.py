@@ -161,6 +161,9 @@ class Store(abc.ABC):
     """One engine's connection(s) and the primitives the manager builds on."""
 
     dialect: Dialect
+    #: Whether migration 0005's cost_totals (per day, orchestrator agent, model) is kept up to
+    #: date: only where writers queue anyway (SQLite); elsewhere read cost_days instead.
+    keeps_totals: bool = False
 
     def __init__(self, target: Target) -> None:
         self.target = target
