@@ -22,6 +22,7 @@ from orchestrator_db import (
 from orchestrator_db.models import utc_now
 
 MISSING = "0190f1c2-0000-7000-8000-000000000000"
+SLICE = 2048  # PostgreSQL validates and writes a big batch in slices of this many rows
 
 
 async def test_missing_schema_file(tmp_path: Path) -> None:
@@ -56,6 +57,48 @@ async def test_bulk_logs_are_all_or_nothing(db: DatabaseManager) -> None:
         await db.create_agent_logs([*rows, {"agent_id": agent, "message": "x", "log_level": "LOUD"}])
     assert info.value.field == "log_level"
     assert await db.list_agent_logs() == []
+
+
+async def test_big_bulk_batches_are_all_or_nothing_too(db: DatabaseManager) -> None:
+    # Past SLICE rows PostgreSQL validates and writes a batch slice by slice, in one transaction:
+    # a bad row or a missing agent in a late slice leaves nothing of the earlier slices.
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    n = 2 * SLICE + 100
+    rows = [{"agent_id": agent, "message": f"m{i}"} for i in range(n)]
+    with pytest.raises(ValidationError, match=f"row {n - 50}") as info:
+        await db.create_agent_logs([*rows[:n - 50], {"agent_id": agent, "message": "\x00"},
+                                    *rows[n - 49:]])
+    assert info.value.field == "message"
+    with pytest.raises(ForeignKeyError, match=MISSING) as fk:
+        await db.create_agent_logs([*rows, {"agent_id": MISSING, "message": "late"}])
+    assert fk.value.context["ids"] == [MISSING]
+    with pytest.raises(ValidationError, match=f"row {SLICE + 1} must be a mapping"):
+        await db.create_system_logs([*({"message": "s"} for _ in range(SLICE + 1)), 7])
+    assert (await db.stats())["counts"]["agent_logs"] == 0
+    assert (await db.stats())["counts"]["system_logs"] == 0
+    # A generator is read once; every row lands, in order, with the ids returned.
+    ids = await db.create_agent_logs(row for row in rows)
+    assert len(ids) == n == len(set(ids))
+    stored = await db.list_agent_logs(agent, limit=1000)
+    assert [r["id"] for r in stored] == ids[:1000]
+    assert [r["message"] for r in stored[:3]] == ["m0", "m1", "m2"]
+    assert (await db.stats())["counts"]["agent_logs"] == n
+
+
+async def test_big_bulk_batch_inside_a_transaction_rolls_back_with_it(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    rows = [{"agent_id": agent, "message": f"m{i}"} for i in range(SLICE * 2)]
+    with pytest.raises(RuntimeError, match="after the batch"):
+        async with db.transaction():
+            assert len(await db.create_agent_logs(rows)) == len(rows)
+            raise RuntimeError("after the batch")
+    assert (await db.stats())["counts"]["agent_logs"] == 0
+    async with db.transaction():
+        await db.create_agent_logs(rows)
+        await db.create_agent_log(agent, "one more")
+    assert (await db.stats())["counts"]["agent_logs"] == len(rows) + 1
 
 
 async def test_duplicate_name(db: DatabaseManager) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -78,9 +80,9 @@ class LogOperations(QueryBuilder):
         Each row is a mapping with the keyword arguments of ``create_agent_log``. Nothing is
         written unless every row is valid and every agent exists.
         """
-        values = self._log_rows(AgentLogCreate, rows, agent_ids=True)
+        values: list[dict[str, Any]] = []
         try:
-            await self.insert_records("agent_logs", values)
+            await self._write_logs("agent_logs", AgentLogCreate, rows, values, agent_ids=True)
         except ForeignKeyError as exc:
             missing = await self.missing_agents({v["agent_id"] for v in values})
             which = ", ".join(missing) if missing else "a referenced agent"
@@ -89,12 +91,47 @@ class LogOperations(QueryBuilder):
             ) from exc.__cause__
         return [v["id"] for v in values]
 
+    async def _write_logs(self, table: str, model: type[pydantic.BaseModel],
+                          rows: Iterable[Mapping[str, Any]], values: list[dict[str, Any]], *,
+                          agent_ids: bool) -> None:
+        """Validate ``rows`` and insert them atomically, appending what is written to ``values``.
+
+        Where the store says so (``bulk_slice_rows``: PostgreSQL, whose server writes while we
+        validate), a big batch is validated one slice at a time while the slice before it is
+        written, so the two overlap and the event loop is free between slices; one transaction
+        still holds them all.
+        """
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        slice_rows = self.store.bulk_slice_rows
+        if slice_rows is None or len(rows) <= slice_rows:
+            values += self._log_rows(model, rows, agent_ids=agent_ids)
+            await self.insert_records(table, values)
+            return
+        async with self.transaction():
+            writing: asyncio.Future[None] | None = None
+            try:
+                for first in range(0, len(rows), slice_rows):
+                    batch = self._log_rows(model, rows[first:first + slice_rows],
+                                           agent_ids=agent_ids, first=first)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(self.insert_records(table, batch))
+                    values += batch
+                    await asyncio.sleep(0)  # let the write start before the next slice
+                assert writing is not None
+                await writing
+            except BaseException:
+                if writing is not None:  # never leave a write running past the transaction
+                    with contextlib.suppress(Exception):
+                        await writing
+                raise
+
     def _log_rows(self, model: type[pydantic.BaseModel], rows: Iterable[Mapping[str, Any]], *,
-                  agent_ids: bool) -> list[dict[str, Any]]:
+                  agent_ids: bool, first: int = 0) -> list[dict[str, Any]]:
         values: list[dict[str, Any]] = []
         now = utc_now()
         checked: dict[Any, str] = {}  # bulk rows repeat a few agent ids: check each once
-        for index, row in enumerate(rows):
+        for index, row in enumerate(rows, first):
             if not isinstance(row, Mapping):
                 raise ValidationError(f"row {index} must be a mapping, got {type(row).__name__}")
             row = dict(row)
@@ -114,7 +151,7 @@ class LogOperations(QueryBuilder):
                 data = model.model_validate(row)
             except pydantic.ValidationError as exc:
                 error = validation_error(exc, model)
-                if index or len(values):
+                if index:
                     error.message = f"row {index}: {error.message}"
                     error.args = (error.message,)
                 raise error from exc
@@ -181,8 +218,8 @@ class LogOperations(QueryBuilder):
 
     async def create_system_logs(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Write many system log lines in one transaction and return their ids, in order."""
-        values = self._log_rows(SystemLogCreate, rows, agent_ids=False)
-        await self.insert_records("system_logs", values)
+        values: list[dict[str, Any]] = []
+        await self._write_logs("system_logs", SystemLogCreate, rows, values, agent_ids=False)
         return [v["id"] for v in values]
 
     get_system_log, update_system_log, delete_system_log = _one_log("system_logs", SystemLogUpdate,

@@ -164,6 +164,9 @@ class Store(abc.ABC):
     #: Whether migration 0005's cost_totals (per day, orchestrator agent, model) is kept up to
     #: date: only where writers queue anyway (SQLite); elsewhere read cost_days instead.
     keeps_totals: bool = False
+    #: Rows per slice when a big create_*_logs batch is validated while the previous slice is
+    #: written (None: validate it all, then write it in one go).
+    bulk_slice_rows: int | None = None
 
     def __init__(self, target: Target) -> None:
         self.target = target

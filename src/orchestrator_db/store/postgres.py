@@ -44,6 +44,7 @@ class PostgresStore(Store):
     """A pool of connections to one PostgreSQL database."""
 
     dialect = Dialect.POSTGRES
+    bulk_slice_rows = 2048  # the server writes one slice while the next is validated
 
     def __init__(self, target: Target, *, min_size: int = 1, max_size: int = 10,
                  server_settings: dict[str, str] | None = None) -> None:
