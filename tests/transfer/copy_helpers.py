@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from orchestrator_db import DatabaseManager
@@ -74,3 +76,16 @@ def read_all_sync(url: str) -> dict[str, list[dict[str, Any]]]:
         async with DatabaseManager(url=url) as db:
             return await read_all(db)
     return asyncio.run(go())
+
+
+async def with_bad_json_row(path: Path, row_id: str, details: str) -> None:
+    """A database with one good system log and one whose details another tool wrote as text
+    that is not JSON (``details``), as ``row_id``."""
+    async with DatabaseManager(path) as db:
+        await db.create_system_log("fine", details={"ok": 1})
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("INSERT INTO system_logs (id, log_level, message, details, created_at) "
+                     "VALUES (?, 'INFO', 'bad', ?, '2999-01-01T00:00:00.000000+00:00')",
+                     (row_id, details))
+    conn.close()

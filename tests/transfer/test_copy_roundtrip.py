@@ -6,7 +6,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from copy_helpers import populate, read_all, rollup_rows
+from copy_helpers import populate, read_all, rollup_rows, with_bad_json_row
 
 from orchestrator_db import DatabaseManager
 from orchestrator_db.transfer import (
@@ -161,17 +161,8 @@ async def test_populate_helper_covers_every_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize("target", ["postgresql", "sqlite"])
 async def test_invalid_json_written_by_another_tool_is_named(
         target: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    import sqlite3
-
     src = tmp_path / "hand-made.db"
-    async with DatabaseManager(src) as db:
-        await db.create_system_log("fine", details={"ok": 1})
-    conn = sqlite3.connect(src)
-    with conn:
-        conn.execute("INSERT INTO system_logs (id, log_level, message, details, created_at) "
-                     "VALUES ('01a20000-0000-7000-8000-000000000001', 'INFO', 'bad', '{oops', "
-                     "'2999-01-01T00:00:00.000000+00:00')")
-    conn.close()
+    await with_bad_json_row(src, "01a20000-0000-7000-8000-000000000001", "{oops")
     dst = (request.getfixturevalue("pg_url") if target == "postgresql"
            else f"sqlite:///{tmp_path}/dst.db")
     with pytest.raises(CopyError, match="01a20000-0000-7000-8000-000000000001.*invalid JSON in "

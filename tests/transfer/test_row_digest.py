@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from copy_helpers import populate
+from copy_helpers import populate, with_bad_json_row
 
 from orchestrator_db import DatabaseManager
 from orchestrator_db.jsoncodec import JsonText, decode_json
@@ -128,14 +128,7 @@ async def test_large_sqlite_tables_are_hashed_in_processes(tmp_path: Path,
 async def test_an_error_in_the_digest_process_reaches_the_copy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "hand-made.db"
-    async with DatabaseManager(src) as db:
-        await db.create_system_log("fine", details={"ok": 1})
-    conn = sqlite3.connect(src)
-    with conn:
-        conn.execute("INSERT INTO system_logs (id, log_level, message, details, created_at) "
-                     "VALUES ('01a20000-0000-7000-8000-000000000009', 'INFO', 'bad', '[1,', "
-                     "'2999-01-01T00:00:00.000000+00:00')")
-    conn.close()
+    await with_bad_json_row(src, "01a20000-0000-7000-8000-000000000009", "[1,")
     monkeypatch.setattr("orchestrator_db.store.sqlite_bulk.PROCESS_ROWS", 0)
     with pytest.raises(CopyError, match="01a20000-0000-7000-8000-000000000009.*invalid JSON "
                        "in details"):
