@@ -197,6 +197,16 @@ def start_server(url: str) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("server did not start")
 
 
+def stop_server(proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Stop a server from ``start_server``: SIGTERM, then SIGKILL if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 async def main() -> None:
     path = await asyncio.to_thread(make_database, ROWS)
     url = f"sqlite:///{path.resolve()}"
@@ -243,12 +253,7 @@ async def main() -> None:
                     results.append((name, lib, bare, inproc, served, http))
         finally:
             await raw_client.close()
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc, timeout=20)
 
     print(f"\nGET /api/agent-logs, 100-row pages, {ROWS:,} agent_logs rows, SQLite, "
           f"median of {SAMPLES}")

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import os
 import random
-import subprocess
 import tempfile
 import time
 import uuid
@@ -34,7 +33,7 @@ import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from .bench_api import start_server  # a real `serve` on a free port
+from .bench_api import start_server, stop_server  # a real `serve` on a free port
 
 TRACES = int(os.environ.get("BENCH_OTLP_TRACES", "5000"))
 REQUESTS = int(os.environ.get("BENCH_OTLP_REQUESTS", "100"))
@@ -170,12 +169,7 @@ async def run(name: str, url: str, bodies: list[bytes], spans: int) -> dict[str,
                 "acked_s": acked, "visible_s": visible, "rate": spans / visible,
                 "rss_mb": peak_rss_mb(proc.pid), "cpu_s": cpu}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 async def main() -> None:

@@ -36,7 +36,8 @@ from orchestrator_db.models import format_ts
 from orchestrator_db.store import packaged_schema_version
 from orchestrator_db.tables import COLUMNS
 
-from .bench_api import start_server
+from .bench_api import start_server, stop_server
+from .bench_store import median_ms as median_of
 
 PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SESSIONS = int(os.environ.get("BENCH_SCALE_SESSIONS", "20000"))
@@ -207,12 +208,7 @@ async def build_postgres() -> str:
 # measuring -------------------------------------------------------------------------------------
 def median_ms(call: Callable[[], Any], repeat: int = REPEAT) -> float:
     call()  # warm
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return median_of(call, repeat)
 
 
 def get(client: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
@@ -317,8 +313,7 @@ def measure(engine: str, url: str, old: dict[str, Callable[[], Any]]) -> None:
                                                  limit=100, cursor=deep_cursor))
             size = len(client.get("/api/costs", params={"group_by": "session"}).content)
     finally:
-        proc.terminate()
-        proc.wait()
+        stop_server(proc)
     before = {name: median_ms(call, max(3, REPEAT // 3)) for name, call in old.items()}
 
     def line(label: str, ms: float, target: float | None, old_ms: float | None = None) -> None:
