@@ -32,24 +32,38 @@ class Page:
         return len(self.items)
 
 
+MALFORMED_CURSOR = "cursor is malformed: pass back the next_cursor of a previous page unchanged"
+# What reading a cursor that is not one of ours can raise, before it is a ValidationError.
+CURSOR_ERRORS = (binascii.Error, ValueError, TypeError, UnicodeDecodeError, AttributeError,
+                 RecursionError)
+
+
+def pack_cursor(values: list[Any]) -> str:
+    """Return the opaque form of a cursor's values (unpadded base64url of compact JSON)."""
+    raw = json.dumps(values, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def unpack_cursor(cursor: str) -> Any:
+    """Return the values ``pack_cursor`` packed; raises one of CURSOR_ERRORS if it cannot."""
+    if not isinstance(cursor, str):
+        raise TypeError(f"a cursor is a string, got {type(cursor).__name__}")
+    padded = cursor + "=" * (-len(cursor) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode()))
+
+
 def encode_cursor(row: dict[str, Any], order: Order) -> str:
     """Return the cursor that continues after ``row``."""
-    raw = json.dumps([row["created_at"], row["id"], order], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return pack_cursor([row["created_at"], row["id"], order])
 
 
 def decode_cursor(cursor: str, order: Order) -> tuple[datetime, str]:
     """Return the (created_at, id) position a cursor names; ValidationError if it is not ours."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, row_id, cursor_order = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        created_at, row_id, cursor_order = unpack_cursor(cursor)
         position = parse_ts(created_at), str(uuid.UUID(row_id))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, AttributeError,
-            RecursionError) as exc:
-        raise ValidationError(
-            "cursor is malformed: pass back the next_cursor of a previous page unchanged",
-            field="cursor",
-        ) from exc
+    except CURSOR_ERRORS as exc:
+        raise ValidationError(MALFORMED_CURSOR, field="cursor") from exc
     if cursor_order != order:
         raise ValidationError(
             f"cursor was made for order={shown(cursor_order)} but this call asks for "

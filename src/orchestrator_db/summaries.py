@@ -10,9 +10,6 @@ agent and model, for the groupings of all history that have few groups.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -20,7 +17,7 @@ from typing import Any
 from .errors import ValidationError, shown
 from .manager import CoreManager
 from .models import AGENT_STATUSES, MAX_NAME_CHARS, format_ts, parse_ts
-from .pagination import Page, check_limit
+from .pagination import CURSOR_ERRORS, MALFORMED_CURSOR, Page, check_limit, pack_cursor, unpack_cursor
 from .store import Query, Store
 from .tables import TABLES
 from .validation import check_choice, check_text, check_time, check_uuid
@@ -34,7 +31,6 @@ COST_DIGITS = 9  # sums of doubles may differ in the last bits between engines; 
 # Tables at least this big (by the engine's estimate) report the estimate, labelled as such;
 # smaller ones are counted exactly, which costs little below this size.
 ESTIMATE_FROM = 100_000
-_MALFORMED = "cursor is malformed: pass back the next_cursor of a previous page unchanged"
 
 
 def session_status(by_status: dict[str, int]) -> str:
@@ -66,24 +62,19 @@ def _text_ts(value: Any) -> str:
 # cursors ----------------------------------------------------------------------------------------
 def encode_key_cursor(kind: str, *key: Any) -> str:
     """Return an opaque cursor holding ``kind`` and the key of the last row of a page."""
-    raw = json.dumps([kind, *key], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return pack_cursor([kind, *key])
 
 
 def decode_key_cursor(cursor: Any, kind: str, size: int) -> list[str]:
     """Return the key a cursor of ``kind`` holds; ValidationError if it is not one of ours."""
     try:
-        if not isinstance(cursor, str):
-            raise TypeError(cursor)
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        value = unpack_cursor(cursor)
         if (not isinstance(value, list) or len(value) != size + 1 or value[0] != kind
                 or not all(isinstance(v, str) for v in value[1:])):
             raise ValueError(value)
         key = [check_text(v, "cursor", max_chars=MAX_NAME_CHARS) for v in value[1:]]
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError,
-            ValidationError) as exc:
-        raise ValidationError(_MALFORMED, field="cursor") from exc
+    except (*CURSOR_ERRORS, ValidationError) as exc:
+        raise ValidationError(MALFORMED_CURSOR, field="cursor") from exc
     return key
 
 
@@ -190,7 +181,7 @@ async def page_sessions(db: CoreManager, *, limit: int, cursor: str | None = Non
         try:
             started_at = parse_ts(started)
         except ValueError as exc:
-            raise ValidationError(_MALFORMED, field="cursor") from exc
+            raise ValidationError(MALFORMED_CURSOR, field="cursor") from exc
         where = (f"WHERE (started_at, session_id) < ({q.p(store.ts(started_at))}, "
                  f"{q.p(session_id)}) ")
     async with store.snapshot():
@@ -250,7 +241,7 @@ async def page_costs(db: CoreManager, group_by: str, since: Any = None, until: A
         try:
             after = check_uuid(after, "cursor")
         except ValidationError as exc:
-            raise ValidationError(_MALFORMED, field="cursor") from exc
+            raise ValidationError(MALFORMED_CURSOR, field="cursor") from exc
     store = db.store
     # Live totals and rollups in one snapshot: a prune moving cost from one to the other
     # between the two reads would otherwise count it twice (or not at all).
