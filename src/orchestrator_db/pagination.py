@@ -8,13 +8,27 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from .errors import ValidationError, shown
 from .models import parse_ts
 
 Order = Literal["asc", "desc"]
 DEFAULT_LIMIT = 100
+
+
+class Paging(TypedDict, total=False):
+    """The paging keywords of every ``page_*`` method (each optional).
+
+    ``limit`` rows (default 100, at most 1000); ``cursor``: the ``next_cursor`` of the page
+    before; ``order``: ``"asc"`` (oldest first, the default) or ``"desc"``; ``offset``: rows to
+    skip (slow on deep pages: prefer the cursor).
+    """
+
+    limit: int
+    cursor: str | None
+    order: Order
+    offset: int | None
 MAX_LIMIT = 1000
 
 

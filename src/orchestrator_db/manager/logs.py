@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import pydantic
 
 from ..errors import ForeignKeyError, ValidationError
 from ..ids import uuid7
 from ..models import AgentLogCreate, AgentLogUpdate, SystemLogCreate, SystemLogUpdate, utc_now
-from ..pagination import DEFAULT_LIMIT, Order, Page
+from ..pagination import Page, Paging
 from ..tables import COLUMNS
 from ..validation import check_uuid, validation_error
 from .queries import QueryBuilder, lister, streamer
@@ -190,14 +190,12 @@ class LogOperations(QueryBuilder):
     async def page_agent_logs(
         self, agent_id: str | None = None, *, session_id: str | None = None,
         log_level: str | None = None, min_level: str | None = None, log_type: str | None = None,
-        since: Any = None, until: Any = None, limit: int = DEFAULT_LIMIT,
-        cursor: str | None = None, order: Order = "asc", offset: int | None = None,
+        since: Any = None, until: Any = None, **paging: Unpack[Paging],
     ) -> Page:
         """Return one page of agent logs, oldest first unless ``order='desc'``."""
         where = (self._where().uuid("agent_id", agent_id).in_session(session_id)
                  .levels(log_level, min_level).text("log_type", log_type).created(since, until))
-        return await self._page("agent_logs", where, limit=limit, cursor=cursor, order=order,
-                                offset=offset)
+        return await self._page("agent_logs", where, **paging)
 
     list_agent_logs = lister("page_agent_logs", "agent logs")
     iter_agent_logs = streamer("page_agent_logs", "agent log")
@@ -228,15 +226,13 @@ class LogOperations(QueryBuilder):
     async def page_system_logs(
         self, *, log_level: str | None = None, min_level: str | None = None,
         source: str | None = None, component: str | None = None, since: Any = None,
-        until: Any = None, limit: int = DEFAULT_LIMIT, cursor: str | None = None,
-        order: Order = "asc", offset: int | None = None,
+        until: Any = None, **paging: Unpack[Paging],
     ) -> Page:
         """Return one page of system logs, oldest first unless ``order='desc'``."""
         if source is None:  # the seed's name for it
             source = component
         where = self._where().levels(log_level, min_level).text("source", source).created(since, until)
-        return await self._page("system_logs", where, limit=limit, cursor=cursor, order=order,
-                                offset=offset)
+        return await self._page("system_logs", where, **paging)
 
     list_system_logs = lister("page_system_logs", "system logs")
     iter_system_logs = streamer("page_system_logs", "system log")

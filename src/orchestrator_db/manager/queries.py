@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ValidationError, shown
 from ..models import LOG_LEVEL_NUMBERS, LOG_LEVELS
-from ..pagination import Order, Page, check_limit, check_order, decode_cursor, encode_cursor
+from ..pagination import DEFAULT_LIMIT, Order, Page, check_limit, check_order, decode_cursor, encode_cursor
 from ..store import Store
 from ..tables import COLUMNS
 from ..validation import check_choice, check_level, check_text, check_time, check_uuid
@@ -105,9 +105,9 @@ class QueryBuilder(ManagerBase):
         table: str,
         where: Where,
         *,
-        limit: int,
-        cursor: str | None,
-        order: Order,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        order: Order = "asc",
         offset: int | None = None,
     ) -> Page:
         store = self.store

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from .. import pricing
 from ..errors import DuplicateError, ForeignKeyError, ReferencedError
@@ -21,7 +21,7 @@ from ..models import (
     SystemLogCreate,
     utc_now,
 )
-from ..pagination import DEFAULT_LIMIT, Order, Page
+from ..pagination import Order, Page, Paging
 from ..tables import COLUMNS, TERMINAL_AGENT_STATUSES
 from ..validation import check_choice, check_text, check_time, check_uuid, short, validate
 from .queries import QueryBuilder, lister, streamer
@@ -89,14 +89,12 @@ class RecordOperations(QueryBuilder):
 
     async def page_orchestrator_agents(
         self, *, status: str | None = None, agent_type: str | None = None,
-        limit: int = DEFAULT_LIMIT, cursor: str | None = None, order: Order = "asc",
-        offset: int | None = None,
+        **paging: Unpack[Paging],
     ) -> Page:
         """Return one page of orchestrator agents, oldest first unless ``order='desc'``."""
         where = (self._where().choice("status", status, ORCHESTRATOR_AGENT_STATUSES)
                  .text("agent_type", agent_type))
-        return await self._page("orchestrator_agents", where, limit=limit, cursor=cursor,
-                                order=order, offset=offset)
+        return await self._page("orchestrator_agents", where, **paging)
 
     async def list_orchestrator_agents(self, *, order: Order = "desc", **filters: Any
                                        ) -> list[dict[str, Any]]:
@@ -210,8 +208,7 @@ class RecordOperations(QueryBuilder):
     async def page_agents(
         self, *, session_id: str | None = None, orchestrator_agent_id: str | None = None,
         status: str | None = None, since: Any = None, until: Any = None,
-        limit: int = DEFAULT_LIMIT, cursor: str | None = None, order: Order = "asc",
-        offset: int | None = None, parent_agent_id: str | None = None,
+        parent_agent_id: str | None = None, **paging: Unpack[Paging],
     ) -> Page:
         """Return one page of runtime agents, oldest first unless ``order='desc'``.
 
@@ -221,8 +218,7 @@ class RecordOperations(QueryBuilder):
                  .uuid("orchestrator_agent_id", orchestrator_agent_id)
                  .uuid("parent_agent_id", parent_agent_id)
                  .choice("status", status, AGENT_STATUSES).created(since, until))
-        return await self._page("agents", where, limit=limit, cursor=cursor, order=order,
-                                offset=offset)
+        return await self._page("agents", where, **paging)
 
     list_agents = lister("page_agents", "runtime agents")
     iter_agents = streamer("page_agents", "runtime agent")
@@ -329,15 +325,13 @@ class RecordOperations(QueryBuilder):
     async def page_prompts(
         self, *, agent_id: str | None = None, session_id: str | None = None,
         status: str | None = None, model: str | None = None, since: Any = None,
-        until: Any = None, limit: int = DEFAULT_LIMIT, cursor: str | None = None,
-        order: Order = "asc", offset: int | None = None,
+        until: Any = None, **paging: Unpack[Paging],
     ) -> Page:
         """Return one page of prompts, oldest first unless ``order='desc'``."""
         where = (self._where().uuid("agent_id", agent_id).in_session(session_id)
                  .choice("status", status, PROMPT_STATUSES).text("model", model)
                  .created(since, until))
-        return await self._page("prompts", where, limit=limit, cursor=cursor, order=order,
-                                offset=offset)
+        return await self._page("prompts", where, **paging)
 
     list_prompts = lister("page_prompts", "prompts")
     iter_prompts = streamer("page_prompts", "prompt")
