@@ -225,80 +225,114 @@ Cost = Annotated[float, BeforeValidator(_number),
                  AfterValidator(lambda v: v + 0.0)]
 
 
+def _now_text() -> str:
+    return format_ts(utc_now())
+
+
+# Ids are checked as the seed's validator does (any form uuid.UUID reads, kept canonical); the
+# seed's models hold datetimes where ours hold the stored text: a datetime is formatted once.
+RecordId = Annotated[str, BeforeValidator(_agent_ref)]
+RecordTime = Annotated[str, BeforeValidator(lambda v: format_ts(v) if isinstance(v, datetime) else v)]
+RecordTimeOrNone = RecordTime | None
+
+
+class _Record(BaseModel):
+    # Defaults as the seed's models have them (a new record is active / pending, now), so one
+    # can be built by hand; the manager always returns every field, which the API schema says.
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
+
+    id: RecordId
+
+
+class OrchestratorAgent(_Record):
+    """An orchestrator agent definition, as returned by the manager."""
+
+    name: str
+    description: str | None = None
+    agent_type: str | None = None
+    capabilities: list[str] | None = None
+    default_model: str | None = None
+    status: OrchestratorAgentStatus = "active"
+    metadata: dict[str, Any] | None = None
+    created_at: RecordTime = Field(default_factory=_now_text)
+    updated_at: RecordTime = Field(default_factory=_now_text)
+
+
+class Agent(_Record):
+    """A runtime agent inside a session, as returned by the manager."""
+
+    orchestrator_agent_id: RecordId
+    session_id: str
+    name: str | None = None
+    model: str | None = None
+    status: AgentStatus = "pending"
+    metadata: dict[str, Any] | None = None
+    created_at: RecordTime = Field(default_factory=_now_text)
+    updated_at: RecordTime = Field(default_factory=_now_text)
+    started_at: RecordTimeOrNone = None
+    completed_at: RecordTimeOrNone = None
+    parent_agent_id: AgentRef = None
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+class Prompt(_Record):
+    """A prompt sent to an agent, with its response, tokens and cost."""
+
+    agent_id: RecordId
+    content: str
+    response: str | None = None
+    model: str | None = None
+    status: PromptStatus = "pending"
+    tokens_input: int = 0
+    tokens_output: int = 0
+    cost_usd: float = 0.0
+    created_at: RecordTime = Field(default_factory=_now_text)
+    completed_at: RecordTimeOrNone = None
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+class AgentLog(_Record):
+    """One log line of a runtime agent."""
+
+    agent_id: RecordId
+    log_level: LogLevel = "INFO"
+    log_type: str = "event"
+    message: str
+    details: Any = None
+    created_at: RecordTime = Field(default_factory=_now_text)
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+class SystemLog(_Record):
+    """One log line of the orchestrator itself."""
+
+    log_level: LogLevel = "INFO"
+    source: str | None = None
+    message: str
+    details: Any = None
+    created_at: RecordTime = Field(default_factory=_now_text)
+
+
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OrchestratorAgentCreate(_Payload):
-    """What ``create_orchestrator_agent`` accepts."""
+def _create_model(record: type[_Record], name: str, doc: str, /, **inputs: Any) -> type[_Payload]:
+    """The payload of a ``create_*`` call: these fields of ``record``, each with its input type.
 
-    name: Name
-    description: Content | None = None
-    agent_type: Text | None = None
-    capabilities: Capabilities = None
-    default_model: Text | None = None
-    status: OrchestratorAgentStatus = "active"
-    metadata: JSONObject = None
-
-
-
-class AgentCreate(_Payload):
-    """What ``create_agent`` accepts."""
-
-    orchestrator_agent_id: str
-    session_id: Name
-    name: Text | None = None
-    model: Text | None = None
-    status: AgentStatus = "pending"
-    metadata: JSONObject = None
-    started_at: Timestamp = None
-    completed_at: Timestamp = None
-    parent_agent_id: AgentRef = None
-    trace_id: TraceId | None = None
-    span_id: SpanId | None = None
-
-
-
-class PromptCreate(_Payload):
-    """What ``create_prompt`` accepts."""
-
-    agent_id: str
-    content: Content
-    response: Content | None = None
-    model: Text | None = None
-    status: PromptStatus = "pending"
-    tokens_input: Count = 0
-    tokens_output: Count = 0
-    cost_usd: Cost = 0.0
-    completed_at: Timestamp = None
-    trace_id: TraceId | None = None
-    span_id: SpanId | None = None
-
-
-
-class AgentLogCreate(_Payload):
-    """What ``create_agent_log`` accepts (one row of ``create_agent_logs``)."""
-
-    agent_id: str
-    message: Message
-    log_level: Level = "INFO"
-    log_type: Text = "event"
-    details: JSONValue = None
-    created_at: Timestamp = None
-    trace_id: TraceId | None = None
-    span_id: SpanId | None = None
-
-
-class SystemLogCreate(_Payload):
-    """What ``create_system_log`` accepts (one row of ``create_system_logs``)."""
-
-    message: Message
-    log_level: Level = "INFO"
-    source: Text | None = None
-    details: JSONValue = None
-    created_at: Timestamp = None
-
-
+    The input type carries what a caller's value must satisfy (sizes, no NUL, parsing of times
+    and JSON); the default is the record's, so each is declared once. A ``(type, default)``
+    pair gives the payload a default of its own (a log line's ``created_at``: None means now).
+    """
+    fields: dict[str, Any] = {}
+    for field, spec in inputs.items():
+        info = record.model_fields[field]
+        fields[field] = spec if isinstance(spec, tuple) else (
+            spec, ... if info.is_required() else info.default)
+    return create_model(name, __base__=_Payload, __doc__=doc, __module__=__name__, **fields)
 
 
 def _update_model(create: type[_Payload], name: str, doc: str, *fields: str) -> type[_Payload]:
@@ -313,12 +347,42 @@ def _update_model(create: type[_Payload], name: str, doc: str, *fields: str) -> 
 
 
 if TYPE_CHECKING:  # to a type checker each is a payload model; their fields are made below
+    OrchestratorAgentCreate: TypeAlias = _Payload
+    AgentCreate: TypeAlias = _Payload
+    PromptCreate: TypeAlias = _Payload
+    AgentLogCreate: TypeAlias = _Payload
+    SystemLogCreate: TypeAlias = _Payload
     OrchestratorAgentUpdate: TypeAlias = _Payload
     AgentUpdate: TypeAlias = _Payload
     PromptUpdate: TypeAlias = _Payload
     AgentLogUpdate: TypeAlias = _Payload
     SystemLogUpdate: TypeAlias = _Payload
 else:
+    OrchestratorAgentCreate = _create_model(
+        OrchestratorAgent, "OrchestratorAgentCreate", "What ``create_orchestrator_agent`` accepts.",
+        name=Name, description=Content | None, agent_type=Text | None, capabilities=Capabilities,
+        default_model=Text | None, status=OrchestratorAgentStatus, metadata=JSONObject)
+    AgentCreate = _create_model(
+        Agent, "AgentCreate", "What ``create_agent`` accepts.",
+        orchestrator_agent_id=str, session_id=Name, name=Text | None, model=Text | None,
+        status=AgentStatus, metadata=JSONObject, started_at=Timestamp, completed_at=Timestamp,
+        parent_agent_id=AgentRef, trace_id=TraceId | None, span_id=SpanId | None)
+    PromptCreate = _create_model(
+        Prompt, "PromptCreate", "What ``create_prompt`` accepts.",
+        agent_id=str, content=Content, response=Content | None, model=Text | None,
+        status=PromptStatus, tokens_input=Count, tokens_output=Count, cost_usd=Cost,
+        completed_at=Timestamp, trace_id=TraceId | None, span_id=SpanId | None)
+    AgentLogCreate = _create_model(
+        AgentLog, "AgentLogCreate",
+        "What ``create_agent_log`` accepts (one row of ``create_agent_logs``).",
+        agent_id=str, message=Message, log_level=Level, log_type=Text, details=JSONValue,
+        created_at=(Timestamp, None), trace_id=TraceId | None, span_id=SpanId | None)
+    SystemLogCreate = _create_model(
+        SystemLog, "SystemLogCreate",
+        "What ``create_system_log`` accepts (one row of ``create_system_logs``).",
+        message=Message, log_level=Level, source=Text | None, details=JSONValue,
+        created_at=(Timestamp, None))
+
     OrchestratorAgentUpdate = _update_model(
         OrchestratorAgentCreate, "OrchestratorAgentUpdate",
         "Fields ``update_orchestrator_agent`` may change.",
@@ -347,100 +411,6 @@ CREATE_MODELS: dict[str, type[_Payload]] = {
     "agent_logs": AgentLogCreate,
     "system_logs": SystemLogCreate,
 }
-
-
-def _now_text() -> str:
-    return format_ts(utc_now())
-
-
-# Ids are checked as the seed's validator does (any form uuid.UUID reads, kept canonical); the
-# seed's models hold datetimes where ours hold the stored text: a datetime is formatted once.
-RecordId = Annotated[str, BeforeValidator(_agent_ref)]
-RecordTime = Annotated[str, BeforeValidator(lambda v: format_ts(v) if isinstance(v, datetime) else v)]
-RecordTimeOrNone = RecordTime | None
-
-
-class _Record(BaseModel):
-    # Defaults as the seed's models have them (a new record is active / pending, now), so one
-    # can be built by hand; the manager always returns every field, which the API schema says.
-    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
-
-
-class OrchestratorAgent(_Record):
-    """An orchestrator agent definition, as returned by the manager."""
-
-    id: RecordId
-    name: str
-    description: str | None = None
-    agent_type: str | None = None
-    capabilities: list[str] | None = None
-    default_model: str | None = None
-    status: OrchestratorAgentStatus = "active"
-    metadata: dict[str, Any] | None = None
-    created_at: RecordTime = Field(default_factory=_now_text)
-    updated_at: RecordTime = Field(default_factory=_now_text)
-
-
-class Agent(_Record):
-    """A runtime agent inside a session, as returned by the manager."""
-
-    id: RecordId
-    orchestrator_agent_id: RecordId
-    session_id: str
-    name: str | None = None
-    model: str | None = None
-    status: AgentStatus = "pending"
-    metadata: dict[str, Any] | None = None
-    created_at: RecordTime = Field(default_factory=_now_text)
-    updated_at: RecordTime = Field(default_factory=_now_text)
-    started_at: RecordTimeOrNone = None
-    completed_at: RecordTimeOrNone = None
-    parent_agent_id: AgentRef = None
-    trace_id: str | None = None
-    span_id: str | None = None
-
-
-class Prompt(_Record):
-    """A prompt sent to an agent, with its response, tokens and cost."""
-
-    id: RecordId
-    agent_id: RecordId
-    content: str
-    response: str | None = None
-    model: str | None = None
-    status: PromptStatus = "pending"
-    tokens_input: int = 0
-    tokens_output: int = 0
-    cost_usd: float = 0.0
-    created_at: RecordTime = Field(default_factory=_now_text)
-    completed_at: RecordTimeOrNone = None
-    trace_id: str | None = None
-    span_id: str | None = None
-
-
-class AgentLog(_Record):
-    """One log line of a runtime agent."""
-
-    id: RecordId
-    agent_id: RecordId
-    log_level: LogLevel = "INFO"
-    log_type: str = "event"
-    message: str
-    details: Any = None
-    created_at: RecordTime = Field(default_factory=_now_text)
-    trace_id: str | None = None
-    span_id: str | None = None
-
-
-class SystemLog(_Record):
-    """One log line of the orchestrator itself."""
-
-    id: RecordId
-    log_level: LogLevel = "INFO"
-    source: str | None = None
-    message: str
-    details: Any = None
-    created_at: RecordTime = Field(default_factory=_now_text)
 
 
 __all__ = [

@@ -55,14 +55,13 @@ class RecordOperations(QueryBuilder):
         })
         now = utc_now()
         row_id = uuid7()
+        values = {**data.model_dump(), "id": row_id, "created_at": now, "updated_at": now}
         try:
-            await self._insert("orchestrator_agents", {
-                **data.model_dump(), "id": row_id, "created_at": now, "updated_at": now,
-            })
+            await self._insert("orchestrator_agents", values)
         except DuplicateError as exc:
             raise DuplicateError(
-                f"an orchestrator agent named {data.name!r} already exists", field="name",
-                name=data.name,
+                f"an orchestrator agent named {values['name']!r} already exists", field="name",
+                name=values["name"],
             ) from exc.__cause__
         return row_id
 
@@ -184,14 +183,14 @@ class RecordOperations(QueryBuilder):
         values = {**data.model_dump(), "id": row_id, "created_at": now, "updated_at": now}
         # As update_agent_status does: a run created already executing (or finished) gets the
         # timestamp it would otherwise lack.
-        if data.status == "executing" and data.started_at is None:
+        if values["status"] == "executing" and values["started_at"] is None:
             values["started_at"] = now
-        elif data.status in TERMINAL_AGENT_STATUSES and data.completed_at is None:
+        elif values["status"] in TERMINAL_AGENT_STATUSES and values["completed_at"] is None:
             values["completed_at"] = now
         try:
             await self._insert("agents", values)
         except ForeignKeyError as exc:
-            parent = data.parent_agent_id
+            parent = values["parent_agent_id"]
             if parent is not None and await self.get_orchestrator_agent(oa_id) is not None:
                 raise ForeignKeyError(f"parent agent {parent} does not exist",
                                       field="parent_agent_id", id=parent) from exc.__cause__
