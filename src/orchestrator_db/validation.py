@@ -6,6 +6,7 @@ closed set, the allowed values.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -44,8 +45,14 @@ def validate(model: type[M], data: Mapping[str, Any]) -> M:
         raise validation_error(exc, model) from exc
 
 
+# The form every id is stored and returned in (lowercase, hyphenated): taken as it is.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def check_uuid(value: Any, field: str) -> str:
     """Return ``value`` as a canonical UUID string, or raise ValidationError naming ``field``."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):  # ids we returned: no parsing
+        return value
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str):

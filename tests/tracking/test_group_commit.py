@@ -105,3 +105,31 @@ async def test_cancelling_the_group_leader_still_commits_the_others(sqlite_url: 
         assert all(isinstance(r, str) for r in results[1:])
         messages = sorted(r["message"] for r in await db.list_agent_logs(agent, limit=1000))
         assert messages == sorted(f"m{i}" for i in range(1, 10))
+
+
+async def test_a_loop_of_lone_writes_still_lets_timers_and_other_tasks_run(sqlite_url: str) -> None:
+    # A lone write commits without giving up its loop turn (nothing could join its group), but a
+    # caller looping over writes must not starve the loop: a timer task keeps ticking meanwhile.
+    async with DatabaseManager(url=sqlite_url) as db:
+        oa = await db.create_orchestrator_agent("o")
+        agent = await db.create_agent(oa, "s")
+        ticks: list[int] = []
+        writes_done = 0
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(0.001)
+                ticks.append(writes_done)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)  # the ticker is waiting on its timer, not ready to run
+        ticks.clear()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while loop.time() - start < 0.1:
+            await db.create_agent_log(agent, f"m{writes_done}")
+            writes_done += 1
+        task.cancel()
+        # The ticker ran between writes, not only once they were all done.
+        assert [t for t in ticks if 0 < t < writes_done], (ticks, writes_done)
+        assert len(await db.list_agent_logs(agent, limit=1000)) == writes_done

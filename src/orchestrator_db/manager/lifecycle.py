@@ -15,6 +15,10 @@ from ..store import Store, new_store
 from ..tables import COLUMNS, JSON_FIELDS, NOT_NULL, TIME_FIELDS
 from ..validation import M, check_uuid, validate
 
+# Per table, where its write parameters hold JSON and times (converted for the store).
+_JSON_AT = {t: tuple(i for i, c in enumerate(cs) if c in JSON_FIELDS) for t, cs in COLUMNS.items()}
+_TIME_AT = {t: tuple(i for i, c in enumerate(cs) if c in TIME_FIELDS) for t, cs in COLUMNS.items()}
+
 
 class ManagerBase:
     """Opening and closing the database, transactions, and the row primitives.
@@ -117,14 +121,11 @@ class ManagerBase:
     # shared helpers --------------------------------------------------------------------------
     def _params(self, table: str, values: Mapping[str, Any]) -> list[Any]:
         store = self.store
-        out = []
-        for column in COLUMNS[table]:
-            value = values.get(column)
-            if column in JSON_FIELDS:
-                value = store.json(value)
-            elif column in TIME_FIELDS:
-                value = store.ts(value)
-            out.append(value)
+        out = [values.get(column) for column in COLUMNS[table]]
+        for i in _JSON_AT[table]:
+            out[i] = store.json(out[i])
+        for i in _TIME_AT[table]:
+            out[i] = store.ts(out[i])
         return out
 
     async def _insert(self, table: str, values: Mapping[str, Any]) -> None:

@@ -18,6 +18,11 @@ from ..tables import COLUMNS
 from ..validation import check_uuid, validation_error
 from .queries import QueryBuilder, lister, streamer
 
+# Where the log tables' write parameters hold the new row's id and its agent's.
+ID = COLUMNS["agent_logs"].index("id")
+assert COLUMNS["system_logs"].index("id") == ID
+AGENT_ID = COLUMNS["agent_logs"].index("agent_id")
+
 
 def _one_log(table: str, update_model: type[pydantic.BaseModel], what: str) -> tuple[
         Callable[..., Awaitable[dict[str, Any] | None]], Callable[..., Awaitable[bool]],
@@ -54,6 +59,12 @@ def _newest(list_method: str, what: str) -> Callable[..., Awaitable[list[dict[st
     return newest
 
 
+def _given(**optional: Any) -> dict[str, Any]:
+    """The optional fields given a value: one left None is the payload's default (None), so it
+    is not validated again, which saves a one-row write the validators' calls."""
+    return {name: value for name, value in optional.items() if value is not None}
+
+
 class LogOperations(QueryBuilder):
     """Agent logs and system logs, one at a time or in bulk, and bulk inserts of whole rows."""
 
@@ -70,8 +81,8 @@ class LogOperations(QueryBuilder):
         """
         return (await self.create_agent_logs([{
             "agent_id": agent_id, "message": message, "log_level": log_level,
-            "log_type": log_type, "details": details, "created_at": created_at,
-            "trace_id": trace_id, "span_id": span_id,
+            "log_type": log_type, **_given(details=details, created_at=created_at,
+                                           trace_id=trace_id, span_id=span_id),
         }]))[0]
 
     async def create_agent_logs(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -80,43 +91,45 @@ class LogOperations(QueryBuilder):
         Each row is a mapping with the keyword arguments of ``create_agent_log``. Nothing is
         written unless every row is valid and every agent exists.
         """
-        values: list[dict[str, Any]] = []
+        written: list[list[Any]] = []
         try:
-            await self._write_logs("agent_logs", AgentLogCreate, rows, values, agent_ids=True)
+            await self._write_logs("agent_logs", AgentLogCreate, rows, written, agent_ids=True)
         except ForeignKeyError as exc:
-            missing = await self.missing_agents({v["agent_id"] for v in values})
+            missing = await self.missing_agents({params[AGENT_ID] for params in written})
             which = ", ".join(missing) if missing else "a referenced agent"
             raise ForeignKeyError(
                 f"agent {which} does not exist", field="agent_id", ids=missing
             ) from exc.__cause__
-        return [v["id"] for v in values]
+        return [params[ID] for params in written]
 
     async def _write_logs(self, table: str, model: type[pydantic.BaseModel],
-                          rows: Iterable[Mapping[str, Any]], values: list[dict[str, Any]], *,
+                          rows: Iterable[Mapping[str, Any]], written: list[list[Any]], *,
                           agent_ids: bool) -> None:
-        """Validate ``rows`` and insert them atomically, appending what is written to ``values``.
+        """Validate ``rows`` and insert them atomically, appending each row's parameters (in
+        ``COLUMNS[table]`` order, its new id first) to ``written``.
 
         Where the store says so (``bulk_slice_rows``: PostgreSQL, whose server writes while we
         validate), a big batch is validated one slice at a time while the slice before it is
         written, so the two overlap and the event loop is free between slices; one transaction
         still holds them all.
         """
-        rows = rows if isinstance(rows, Sequence) else list(rows)
-        slice_rows = self.store.bulk_slice_rows
+        rows = rows if isinstance(rows, list | tuple) else list(rows)
+        store, columns = self.store, COLUMNS[table]
+        slice_rows = store.bulk_slice_rows
         if slice_rows is None or len(rows) <= slice_rows:
-            values += self._log_rows(model, rows, agent_ids=agent_ids)
-            await self.insert_records(table, values)
+            written += self._log_params(table, model, rows, agent_ids=agent_ids)
+            await store.insert_many(table, columns, written)
             return
         async with self.transaction():
             writing: asyncio.Future[None] | None = None
             try:
                 for first in range(0, len(rows), slice_rows):
-                    batch = self._log_rows(model, rows[first:first + slice_rows],
-                                           agent_ids=agent_ids, first=first)
+                    batch = self._log_params(table, model, rows[first:first + slice_rows],
+                                             agent_ids=agent_ids, first=first)
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(self.insert_records(table, batch))
-                    values += batch
+                    writing = asyncio.ensure_future(store.insert_many(table, columns, batch))
+                    written += batch
                     await asyncio.sleep(0)  # let the write start before the next slice
                 assert writing is not None
                 await writing
@@ -126,10 +139,12 @@ class LogOperations(QueryBuilder):
                         await writing
                 raise
 
-    def _log_rows(self, model: type[pydantic.BaseModel], rows: Iterable[Mapping[str, Any]], *,
-                  agent_ids: bool, first: int = 0) -> list[dict[str, Any]]:
-        values: list[dict[str, Any]] = []
+    def _log_params(self, table: str, model: type[pydantic.BaseModel],
+                    rows: Sequence[Mapping[str, Any]], *, agent_ids: bool, first: int = 0
+                    ) -> list[list[Any]]:
+        """Validate log rows; return each one's write parameters, a new id and time added."""
         now = utc_now()
+        out: list[list[Any]] = []
         checked: dict[Any, str] = {}  # bulk rows repeat a few agent ids: check each once
         for index, row in enumerate(rows, first):
             if not isinstance(row, Mapping):
@@ -148,18 +163,16 @@ class LogOperations(QueryBuilder):
                         checked[raw_id] = agent_id
                 row["agent_id"] = agent_id
             try:
-                data = model.model_validate(row)
+                data = model.model_validate(row).__dict__
             except pydantic.ValidationError as exc:
                 error = validation_error(exc, model)
                 if index:
                     error.message = f"row {index}: {error.message}"
                     error.args = (error.message,)
                 raise error from exc
-            value = dict(data.__dict__)  # model_dump() costs as much again as validation
-            value["id"] = uuid7()
-            value["created_at"] = value["created_at"] or now
-            values.append(value)
-        return values
+            out.append(self._params(table, {**data, "id": uuid7(),
+                                            "created_at": data["created_at"] or now}))
+        return out
 
     async def insert_records(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert complete rows (every column: ids and timestamps given) atomically, in bulk.
@@ -210,15 +223,16 @@ class LogOperations(QueryBuilder):
     ) -> str:
         """Write one system log line and return its id (``component`` is an alias of source)."""
         return (await self.create_system_logs([{
-            "message": message, "log_level": log_level, "source": source if source is not None else component,
-            "details": details, "created_at": created_at,
+            "message": message, "log_level": log_level,
+            **_given(source=source if source is not None else component, details=details,
+                     created_at=created_at),
         }]))[0]
 
     async def create_system_logs(self, rows: Iterable[Mapping[str, Any]]) -> list[str]:
         """Write many system log lines in one transaction and return their ids, in order."""
-        values: list[dict[str, Any]] = []
-        await self._write_logs("system_logs", SystemLogCreate, rows, values, agent_ids=False)
-        return [v["id"] for v in values]
+        written: list[list[Any]] = []
+        await self._write_logs("system_logs", SystemLogCreate, rows, written, agent_ids=False)
+        return [params[ID] for params in written]
 
     get_system_log, update_system_log, delete_system_log = _one_log("system_logs", SystemLogUpdate,
                                                                     "system log line")

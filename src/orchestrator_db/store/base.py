@@ -178,6 +178,7 @@ class Store(abc.ABC):
         self.read_only = False
         #: The schema version ``open()`` found, before migrating (0: a new, empty database).
         self.found_version: int | None = None
+        self._insert_sql: dict[tuple[str, tuple[str, ...], bool], str] = {}
 
     @classmethod
     @abc.abstractmethod
@@ -275,11 +276,15 @@ class Store(abc.ABC):
     def insert_sql(self, table: str, columns: Sequence[str], *, skip_existing: bool = False
                    ) -> str:
         """Return the INSERT statement for one row of ``columns`` (our own table metadata)."""
-        q = self.query()
-        sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
-               f"VALUES ({', '.join(q.p(None) for _ in columns)})")
-        if skip_existing:
-            sql += " ON CONFLICT (id) DO NOTHING"
+        key = (table, tuple(columns), skip_existing)
+        sql = self._insert_sql.get(key)
+        if sql is None:  # made once per statement: every awaited write asks for one
+            q = self.query()
+            sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
+                   f"VALUES ({', '.join(q.p(None) for _ in columns)})")
+            if skip_existing:
+                sql += " ON CONFLICT (id) DO NOTHING"
+            self._insert_sql[key] = sql
         return sql
 
     def record_params(self, columns: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]:

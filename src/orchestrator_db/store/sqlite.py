@@ -35,7 +35,7 @@ from ..jsoncodec import JsonText
 from ..models import format_ts
 from ..tables import CHANGE_FIELDS, JSON_FIELDS
 from . import sqlite_bulk
-from .base import Query, Store, TxState, active_tx, hold_tx, tx_level
+from .base import Query, Store, TxState, active_tx, current_tx, hold_tx, tx_level
 from .changes import ChangeReader
 from .digest import RowDigest
 from .migrations import load_migrations, split_sql_script
@@ -131,7 +131,8 @@ class SQLiteStore(Store):
         connection = self.connection
         try:
             connection.get()
-            tx = await self._hold_tx(write)
+            # Outside every transaction (most statements) there is no level to look for.
+            tx = None if current_tx.get() is None else await self._hold_tx(write)
             if tx is not None:
                 try:
                     if not heavy:

@@ -4,8 +4,8 @@ Writes that are awaited concurrently (50 coroutines each awaiting create_agent_l
 one event-loop turn and committed together: one BEGIN IMMEDIATE ... COMMIT for the group, a
 SAVEPOINT around each write so a bad row fails only its own caller, and every caller resumes only
 after the COMMIT that contains its write. The first writer of a group leads it: it yields one loop
-turn (so the writers already scheduled can join), then commits the group itself, so a lone writer
-pays one `sleep(0)` on top of its own unit.
+turn (so the writers already scheduled can join), then commits the group itself. When nothing
+else is scheduled to run, nobody could join: a lone writer commits at once, without the turn.
 
 A group commits on the event loop's thread whenever nothing is in its way. When something is -
 a transaction (or a unit on the connection's thread) holds the connection, or another process
@@ -71,6 +71,22 @@ def _run_group(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection]
     return outcomes
 
 
+# A caller looping over lone writes still yields this often (seconds), so that timers and
+# sockets are served while it writes.
+YIELD_EVERY = 0.002
+
+
+def _others_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether other callbacks wait to run in this loop turn (writers that could join a group).
+
+    When none does, yielding the turn would only delay a lone write: nothing could join it but
+    work arriving from outside meanwhile, which the next group takes as well. asyncio's loop
+    keeps that queue in ``_ready``; a loop without it (uvloop) is always given the turn.
+    """
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
+
+
 class SQLiteGroupCommit:
     """The queue of awaited writes and the one way its groups are committed."""
 
@@ -79,6 +95,7 @@ class SQLiteGroupCommit:
         self._queue: list[_GroupWrite] = []
         self._leading = False  # a leader is yielding its loop turn before it commits
         self._waiter: asyncio.Task[None] | None = None  # the task waiting to commit the queue
+        self._yielded_at = 0.0  # loop time a leader last gave up its turn
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in this loop turn's group; return its result once the group committed."""
@@ -88,12 +105,14 @@ class SQLiteGroupCommit:
         if self._leading or self._waiter is not None:
             return cast(T, await future)
         self._leading = True  # this caller leads the group
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            future.cancel()
-            loop.call_soon(self._flush)  # the others still get their commit
-            raise
+        if _others_ready(loop) or loop.time() - self._yielded_at >= YIELD_EVERY:
+            try:
+                await asyncio.sleep(0)
+                self._yielded_at = loop.time()
+            except asyncio.CancelledError:
+                future.cancel()
+                loop.call_soon(self._flush)  # the others still get their commit
+                raise
         self._flush()
         return cast(T, future.result() if future.done() else await future)
 
