@@ -99,17 +99,12 @@ def rows_of(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     if cursor.description is None:
         return []
     names = [d[0] for d in cursor.description]
-    json_idx = [i for i, name in enumerate(names) if name in JSON_FIELDS]
-    out = []
-    for row in cursor.fetchall():
-        if json_idx:
-            values = list(row)
-            for i in json_idx:
-                if values[i] is not None:
-                    values[i] = decode_json(values[i])
-            out.append(dict(zip(names, values, strict=True)))
-        else:
-            out.append(dict(zip(names, row, strict=True)))
+    out = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for name in names:
+        if name in JSON_FIELDS:
+            for row in out:
+                if (text := row[name]) is not None:
+                    row[name] = decode_json(text)
     return out
 
 
