@@ -26,6 +26,7 @@ import asyncpg
 from orchestrator_db import DatabaseManager
 from orchestrator_db.models import format_ts
 from orchestrator_db.store.base import uuid7
+from orchestrator_db.tables import COLUMNS
 
 DATA = Path(__file__).parent / ".data"
 PG_URL = os.environ.get("ORCHESTRATOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -223,7 +224,7 @@ async def reads(rows: int) -> None:
     agent, agent_rows = await build_read_db(path, rows)
     depth = min(500_000, agent_rows - 100)
     raw = sqlite3.connect(path)
-    cols = "id, agent_id, log_level, log_type, message, details, created_at"
+    cols = ", ".join(COLUMNS["agent_logs"])  # what ours selects (and returns) too
     latest_sql = (f"SELECT {cols} FROM agent_logs WHERE agent_id = ? "
                   "ORDER BY created_at DESC, id DESC LIMIT 51")
     # The position `depth` rows into the agent's history, found once for both sides.

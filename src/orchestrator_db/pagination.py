@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
+import orjson
+
 from .errors import ValidationError, shown
 from .models import parse_ts
+from .validation import check_uuid
 
 Order = Literal["asc", "desc"]
 DEFAULT_LIMIT = 100
@@ -54,8 +56,7 @@ CURSOR_ERRORS = (binascii.Error, ValueError, TypeError, UnicodeDecodeError, Attr
 
 def pack_cursor(values: list[Any]) -> str:
     """Return the opaque form of a cursor's values (unpadded base64url of compact JSON)."""
-    raw = json.dumps(values, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
 
 
 def unpack_cursor(cursor: str) -> Any:
@@ -75,8 +76,8 @@ def decode_cursor(cursor: str, order: Order) -> tuple[datetime, str]:
     """Return the (created_at, id) position a cursor names; ValidationError if it is not ours."""
     try:
         created_at, row_id, cursor_order = unpack_cursor(cursor)
-        position = parse_ts(created_at), str(uuid.UUID(row_id))
-    except CURSOR_ERRORS as exc:
+        position = parse_ts(created_at), check_uuid(row_id, "cursor")
+    except (*CURSOR_ERRORS, ValidationError) as exc:
         raise ValidationError(MALFORMED_CURSOR, field="cursor") from exc
     if cursor_order != order:
         raise ValidationError(
