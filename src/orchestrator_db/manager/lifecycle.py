@@ -120,13 +120,17 @@ class ManagerBase:
 
     # shared helpers --------------------------------------------------------------------------
     def _params(self, table: str, values: Mapping[str, Any]) -> list[Any]:
+        """A row's write parameters, in ``COLUMNS[table]`` order (a missing column is None)."""
+        return self._to_store(table, [values.get(column) for column in COLUMNS[table]])
+
+    def _to_store(self, table: str, params: list[Any]) -> list[Any]:
+        """Convert a row's values, in column order, to this store's parameters (in place)."""
         store = self.store
-        out = [values.get(column) for column in COLUMNS[table]]
         for i in _JSON_AT[table]:
-            out[i] = store.json(out[i])
+            params[i] = store.json(params[i])
         for i in _TIME_AT[table]:
-            out[i] = store.ts(out[i])
-        return out
+            params[i] = store.ts(params[i])
+        return params
 
     async def _insert(self, table: str, values: Mapping[str, Any]) -> None:
         store = self.store

@@ -144,15 +144,22 @@ class LogOperations(QueryBuilder):
                     ) -> list[list[Any]]:
         """Validate log rows; return each one's write parameters, a new id and time added."""
         now = utc_now()
+        columns = COLUMNS[table]
+        created_at = columns.index("created_at")
         out: list[list[Any]] = []
         checked: dict[Any, str] = {}  # bulk rows repeat a few agent ids: check each once
         for index, row in enumerate(rows, first):
-            if not isinstance(row, Mapping):
-                raise ValidationError(f"row {index} must be a mapping, got {type(row).__name__}")
-            row = dict(row)
+            if type(row) is not dict:
+                if not isinstance(row, Mapping):
+                    raise ValidationError(
+                        f"row {index} must be a mapping, got {type(row).__name__}")
+                row = dict(row)
+            # The caller's row is validated as it is unless a name or the id must change.
             if "metadata" in row and "details" not in row:  # the seeds' name for details
+                row = dict(row)
                 row["details"] = row.pop("metadata")
             if "component" in row and "source" not in row and not agent_ids:
+                row = dict(row)
                 row["source"] = row.pop("component")
             if agent_ids:
                 raw_id = row.get("agent_id")
@@ -161,7 +168,8 @@ class LogOperations(QueryBuilder):
                     agent_id = check_uuid(raw_id, "agent_id")
                     if isinstance(raw_id, str):
                         checked[raw_id] = agent_id
-                row["agent_id"] = agent_id
+                if agent_id is not raw_id:  # made canonical
+                    row = {**row, "agent_id": agent_id}
             try:
                 data = model.model_validate(row).__dict__
             except pydantic.ValidationError as exc:
@@ -170,8 +178,10 @@ class LogOperations(QueryBuilder):
                     error.message = f"row {index}: {error.message}"
                     error.args = (error.message,)
                 raise error from exc
-            out.append(self._params(table, {**data, "id": uuid7(),
-                                            "created_at": data["created_at"] or now}))
+            params = [data.get(column) for column in columns]
+            params[ID] = uuid7()
+            params[created_at] = params[created_at] or now
+            out.append(self._to_store(table, params))
         return out
 
     async def insert_records(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
