@@ -71,6 +71,11 @@ class Filters:
     agent_id: str | None
     min_level: int | None
 
+    @functools.cached_property
+    def everything(self) -> bool:
+        """Whether every event passes (no filter given)."""
+        return self.session_id is None and self.agent_id is None and self.min_level is None
+
     def match(self, event: ChangeEvent) -> bool:
         """Return whether the event passes every filter."""
         if self.session_id is not None and event.session_id != self.session_id:

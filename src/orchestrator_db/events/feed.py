@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..errors import NotConnectedError, ValidationError
@@ -43,31 +43,47 @@ GAP_DEADLINE = 10.0
 
 
 class _Subscription:
-    """A subscriber's bounded queue; the watcher never waits for it."""
+    """A subscriber's bounded queue of event lists; the watcher never waits for it.
+
+    The watcher offers each read's events as one list (shared by every subscriber with the same
+    filters, never changed), so a burst costs a subscriber one queue operation, not one per
+    event. ``size`` counts the events queued.
+    """
 
     def __init__(self, filters: Filters, maxsize: int) -> None:
         self.filters = filters
-        self.queue: asyncio.Queue[ChangeEvent | None] = asyncio.Queue(maxsize)
+        self.maxsize = maxsize
+        self.queue: asyncio.Queue[list[ChangeEvent] | None] = asyncio.Queue()
+        self.size = 0
         self.overflowed = False
         self.closed = False
 
     def offer(self, event: ChangeEvent) -> None:
-        if self.overflowed or self.closed or not (event.is_notice or self.filters.match(event)):
+        """Offer one event (a notice passes every filter)."""
+        if event.is_notice or self.filters.match(event):
+            self.offer_matched([event])
+
+    def offer_matched(self, events: list[ChangeEvent]) -> None:
+        """Offer events that passed this subscriber's filters, in position order."""
+        if self.overflowed or self.closed or not events:
             return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            # The subscriber reads the rest from the database when it catches up.
+        if self.size + len(events) > self.maxsize:
+            # The subscriber reads the rest from the database when it catches up; the empty
+            # list wakes it if it is waiting for the queue.
             self.overflowed = True
+            self.queue.put_nowait([])
+            return
+        self.size += len(events)
+        self.queue.put_nowait(events)
 
     def close(self) -> None:
         self.closed = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+        self.queue.put_nowait(None)
 
     def reset(self) -> None:
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.size = 0
         self.overflowed = False
 
 
@@ -239,9 +255,7 @@ class ChangeFeed:
             if ready:
                 events = await self._events.events(reader, ready)
                 self._position = events[-1].position
-                for sub in list(self._subs):
-                    for event in events:
-                        sub.offer(event)
+                self._fan_out(events)
             if blocked:
                 if not await self._gap_resolved(reader, changes[-1]["position"]):
                     return
@@ -249,6 +263,17 @@ class ChangeFeed:
             if len(changes) < BATCH:
                 return
             await asyncio.sleep(0)  # a backlog is read batch by batch, letting others run
+
+    def _fan_out(self, events: list[ChangeEvent]) -> None:
+        """Offer a read's events to every subscriber, filtering once per distinct filter."""
+        matched: dict[Filters, list[ChangeEvent]] = {}
+        for sub in list(self._subs):
+            filters = sub.filters
+            passed = matched.get(filters)
+            if passed is None:
+                passed = matched[filters] = events if filters.everything else [
+                    event for event in events if filters.match(event)]
+            sub.offer_matched(passed)
 
     def _ready(self, ordered: bool, position: int, changes: list[dict[str, Any]]
                ) -> tuple[list[dict[str, Any]], bool]:
@@ -297,6 +322,11 @@ class ChangeFeed:
         The iterator ends when the feed stops. A subscriber that falls ``queue_size`` events
         behind is not dropped: it reads what it missed from the database, then goes on live.
         """
+        return self._iterate(*self._subscription(after, session_id, agent_id, min_level))
+
+    def _subscription(self, after: int | None, session_id: str | None, agent_id: str | None,
+                      min_level: str | None) -> tuple[int, Filters]:
+        """Check a subscription's arguments; return its start position and filters."""
         if after is not None and (isinstance(after, bool) or not isinstance(after, int)
                                   or after < 0):
             raise ValidationError(f"after must be a position (an integer ≥ 0), got {after!r}",
@@ -311,9 +341,32 @@ class ChangeFeed:
                 "`async with ChangeFeed(db) as feed:`"
             )
         # Live from the moment of the call, not of the first iteration: nothing in between lost.
-        return self._iterate(self._position if after is None else after, filters)
+        return (self._position if after is None else after), filters
+
+    def subscribe_batches(self, *, after: int | None = None, session_id: str | None = None,
+                          agent_id: str | None = None, min_level: str | None = None,
+                          max_batch: int = BATCH) -> AsyncGenerator[list[ChangeEvent], None]:
+        """Iterate over lists of change events: ``subscribe``'s events, as many at a time as
+        are ready (at most ``max_batch``, never an empty list), in the same order.
+
+        A list holds what was waiting when the subscriber asked (a burst of commits, a replayed
+        batch), so a consumer that sends one message per list sends one per burst, not one per
+        event. Arguments and behaviour otherwise as ``subscribe``.
+        """
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValidationError(f"max_batch must be an integer ≥ 1, got {max_batch!r}",
+                                  field="max_batch")
+        after, filters = self._subscription(after, session_id, agent_id, min_level)
+        return self._batches(after, filters, max_batch)
 
     async def _iterate(self, after: int, filters: Filters) -> AsyncIterator[ChangeEvent]:
+        async with contextlib.aclosing(self._batches(after, filters, BATCH)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def _batches(self, after: int, filters: Filters, max_batch: int
+                       ) -> AsyncGenerator[list[ChangeEvent], None]:
         sub = _Subscription(filters, self.queue_size)
         last = after
         if after > self._position:
@@ -322,10 +375,10 @@ class ChangeFeed:
                 # A position this database never reached: it was recreated or replaced under
                 # the client. Say so, and go on from the head instead of waiting forever.
                 last = self._position
-                yield ChangeEvent.notice(
+                yield [ChangeEvent.notice(
                     RESET, last, f"position {after} is ahead of this database's newest change "
                     f"({last}); the database was recreated or replaced: reload, then follow "
-                    "from here")
+                    "from here")]
         try:
             while not sub.closed and self._task is not None:
                 # Attach and note the seam in one step (no await): live events are > seam.
@@ -333,24 +386,38 @@ class ChangeFeed:
                 sub.reset()
                 self._subs.add(sub)
                 while last < seam and not sub.closed:
-                    events = await self._replay(last, seam)
+                    events = await self._replay(last, seam, max_batch)
                     if not events:
                         break
-                    for event in events:
-                        last = event.position
-                        if filters.match(event):
-                            yield event
-                while not sub.closed and not (sub.overflowed and sub.queue.empty()):
-                    item = await sub.queue.get()
-                    if item is None:
-                        break
-                    if item.is_notice:
-                        yield item
-                        continue
-                    if item.position <= last:
-                        continue
-                    last = item.position
-                    yield item
+                    last = events[-1].position
+                    matched = [event for event in events if filters.match(event)]
+                    if matched:
+                        yield matched
+                queue = sub.queue
+                while not sub.closed and not (sub.overflowed and queue.empty()):
+                    # What is waiting, taken without another await: one batch per burst.
+                    lists = [await queue.get()]
+                    while lists[-1] is not None and not queue.empty():
+                        lists.append(queue.get_nowait())
+                    batch: list[ChangeEvent] = []
+                    for queued in lists:
+                        if not queued:  # None: closed; []: overflowed
+                            break
+                        sub.size -= len(queued)
+                        if queued[0].is_notice:  # notices come one to a list
+                            batch.append(queued[0])
+                        elif queued[0].position > last:  # the usual case: all of them are new
+                            batch += queued
+                            last = queued[-1].position
+                        else:  # replayed already, in part
+                            for event in queued:
+                                if event.position > last:
+                                    last = event.position
+                                    batch.append(event)
+                    for start in range(0, len(batch), max_batch):
+                        yield batch[start:start + max_batch]
+                    if lists[-1] is None:
+                        break  # closed
         finally:
             self._subs.discard(sub)
 
