@@ -79,23 +79,54 @@ def decode_key_cursor(cursor: Any, kind: str, size: int) -> list[str]:
 
 
 # sessions ---------------------------------------------------------------------------------------
+# An agent's newest prompt event: created or completed, whichever is later. Written exactly as
+# migration 0007 indexes it (ix_prompts_agent_activity), so that one backward probe of that
+# index finds it; ORDER BY ... LIMIT 1 rather than max(), which SQLite 3.40 would answer by
+# reading every prompt of the agent (it cannot take an expression's value from the index).
+_PROMPT_ACTIVITY = "CASE WHEN p.completed_at > p.created_at THEN p.completed_at ELSE p.created_at END"
+# Per status, the agent runs in it; then the statuses of the latest runs (of each orchestrator
+# agent) as one bit set, all session_status() needs, and the failed runs a later run followed.
+_STATUS_COUNTS = "".join(f"sum(CASE WHEN r.status = '{status}' THEN 1 ELSE 0 END) AS {status}, "
+                         for status in AGENT_STATUSES)
+_STATUS_BITS = {status: 1 << i for i, status in enumerate(AGENT_STATUSES)}
+_LATEST_STATUSES = ("sum(DISTINCT CASE WHEN r.latest = 1 THEN CASE r.status "
+                    + " ".join(f"WHEN '{s}' THEN {bit}" for s, bit in _STATUS_BITS.items())
+                    + " END END) AS latest_statuses, "
+                    "sum(CASE WHEN r.status = 'failed' AND r.latest > 1 THEN 1 ELSE 0 END) "
+                    "AS failed_attempts, ")
+# The greatest of the agents' last update, newest prompt event and newest log line (either of
+# the last two may be NULL: > is then false). Written with CASE, the same on both engines.
+_LAST = "CASE WHEN max(r.last_prompt) > max(r.updated_at) THEN max(r.last_prompt) ELSE max(r.updated_at) END"
+_LAST_ACTIVITY = f"CASE WHEN max(r.last_log) > {_LAST} THEN max(r.last_log) ELSE {_LAST} END"
+
+
 async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, Any]]:
     """Summaries of the given sessions (those with at least one agent), in the given order.
 
-    Two queries, whatever the number of sessions: their agents, each with its newest prompt
-    and log times (one index probe each: ix_prompts_agent, ix_prompts_agent_completed,
-    ix_agent_logs_agent), and their totals from the daily rollups.
+    Two queries, whatever the number of sessions, each answering one row per session. The
+    first reads their agents: counts by status, the statuses of each orchestrator agent's
+    latest run (the greatest (created_at, id)), and the last activity, with two index probes
+    per agent for its newest prompt event and log line (ix_prompts_agent_activity,
+    ix_agent_logs_agent). The second reads their totals from the daily rollups. One row per
+    session, not per agent: turning 500 agents' ids and times into dicts cost more than the
+    probes (issue 12 item 5).
     """
     if not session_ids:
         return []
     q = store.query()
-    agent_rows = await store.fetch(
-        "SELECT a.id, a.session_id, a.orchestrator_agent_id, a.status, a.created_at, "
-        "a.updated_at, "
-        "(SELECT max(p.created_at) FROM prompts p WHERE p.agent_id = a.id) AS last_prompt, "
-        "(SELECT max(p.completed_at) FROM prompts p WHERE p.agent_id = a.id) AS last_completed, "
+    session_rows = await store.fetch(
+        f"SELECT r.session_id, count(*) AS agents, {_STATUS_COUNTS}{_LATEST_STATUSES}"
+        f"min(r.created_at) AS first_activity, {_LAST_ACTIVITY} AS last_activity "
+        # The window function also keeps both engines from merging this subquery into the
+        # outer one, which would run the probes once per mention in _LAST_ACTIVITY.
+        "FROM (SELECT a.session_id, a.status, a.created_at, a.updated_at, "
+        "row_number() OVER (PARTITION BY a.session_id, a.orchestrator_agent_id "
+        "ORDER BY a.created_at DESC, a.id DESC) AS latest, "
+        f"(SELECT {_PROMPT_ACTIVITY} FROM prompts p WHERE p.agent_id = a.id "
+        f"ORDER BY {_PROMPT_ACTIVITY} DESC LIMIT 1) AS last_prompt, "
         "(SELECT max(l.created_at) FROM agent_logs l WHERE l.agent_id = a.id) AS last_log "
-        f"FROM agents a WHERE a.session_id IN ({_in(q, session_ids)})", q.params, heavy=True)
+        f"FROM agents a WHERE a.session_id IN ({_in(q, session_ids)})) AS r "
+        "GROUP BY r.session_id", q.params, heavy=True)
     # Prompts, tokens and cost: the live prompts' daily totals plus what prune() folded away.
     q = store.query()
     sums = ("CAST(sum(prompts) AS BIGINT) AS prompts, CAST(sum(tokens_input) AS BIGINT) AS "
@@ -108,36 +139,17 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         f"{live} GROUP BY session_id UNION ALL {pruned} GROUP BY session_id", q.params,
         heavy=True)
     out: dict[str, dict[str, Any]] = {}
-    # The latest run of each orchestrator agent in a session: the greatest (created_at, id).
-    # Both are fixed-shape text on both engines, so text order is their order.
-    latest_run: dict[tuple[str, str], tuple[str, str, str]] = {}
-    for row in agent_rows:
-        session = row["session_id"]
-        summary = out.setdefault(session, {
-            "session_id": session, "status": None, "agents": 0,
-            "agents_by_status": dict.fromkeys(AGENT_STATUSES, 0), "prompts": 0,
-            "tokens_input": 0, "tokens_output": 0, "cost_usd": 0.0,
-            "first_activity": row["created_at"], "last_activity": row["updated_at"],
-            "failed_attempts": 0,
-        })
-        summary["agents"] += 1
-        summary["agents_by_status"][row["status"]] += 1
-        summary["first_activity"] = min(summary["first_activity"], row["created_at"])
-        for key in ("updated_at", "last_prompt", "last_completed", "last_log"):
-            if row[key] is not None:
-                summary["last_activity"] = max(summary["last_activity"], row[key])
-        run = (row["created_at"], row["id"], row["status"])
-        definition = (session, row["orchestrator_agent_id"])
-        if definition not in latest_run or run[:2] > latest_run[definition][:2]:
-            latest_run[definition] = run
-        if row["status"] == "failed":
-            summary["failed_attempts"] += 1  # a failed latest run is taken back out below
-    latest: dict[str, dict[str, int]] = {}
-    for (session, _), (_, _, status) in latest_run.items():
-        by_status = latest.setdefault(session, {})
-        by_status[status] = by_status.get(status, 0) + 1
-        if status == "failed":
-            out[session]["failed_attempts"] -= 1
+    for row in session_rows:
+        bits = int(row["latest_statuses"])
+        out[row["session_id"]] = {
+            "session_id": row["session_id"],
+            "status": session_status({s: bits & bit for s, bit in _STATUS_BITS.items()}),
+            "agents": int(row["agents"]),
+            "agents_by_status": {status: int(row[status]) for status in AGENT_STATUSES},
+            "prompts": 0, "tokens_input": 0, "tokens_output": 0, "cost_usd": 0.0,
+            "first_activity": row["first_activity"], "last_activity": row["last_activity"],
+            "failed_attempts": int(row["failed_attempts"]),
+        }
     for row in total_rows:
         if row["session_id"] not in out:  # pragma: no cover - totals go with their agents
             continue
@@ -148,7 +160,6 @@ async def sessions(store: Store, session_ids: Sequence[str]) -> list[dict[str, A
         summary["cost_usd"] += float(row["cost_usd"] or 0)  # rounded once, below
     for summary in out.values():
         summary["cost_usd"] = _cost(summary["cost_usd"])
-        summary["status"] = session_status(latest.get(summary["session_id"], {}))
     return [out[s] for s in session_ids if s in out]
 
 
