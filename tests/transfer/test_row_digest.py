@@ -12,7 +12,8 @@ from copy_helpers import populate, with_bad_json_row
 
 from orchestrator_db import DatabaseManager
 from orchestrator_db.jsoncodec import JsonText, decode_json
-from orchestrator_db.store.digest import RowDigest, jsonb_text
+from orchestrator_db.store import sqlite_bulk
+from orchestrator_db.store.digest import RowDigest, jsonb_text, plain_array
 from orchestrator_db.store.sqlite_bulk import table_digests
 from orchestrator_db.tables import COLUMNS
 from orchestrator_db.transfer import COPY_TABLES, CopyError, copy_database
@@ -36,6 +37,26 @@ async def test_jsonb_text_is_what_postgresql_prints(pg_url: str) -> None:
                 assert jsonb_text(decode_json(text)) == printed, text
     finally:
         await conn.close()
+
+
+async def test_plain_arrays_are_built_alike_by_python_sqlite_and_postgresql(pg_url: str
+                                                                             ) -> None:
+    # The digest's plain part: Python's encoder, SQLite's json_array (in C, for a SQLite side)
+    # and PostgreSQL's array_to_json must escape every character the same way.
+    chars = [chr(i) for i in range(1, 0x80)] + ["\u2028", "\u2029", "🚀", "é", "\ufeff", "計"]
+    values = [f"a{c}b" for c in chars] + [None, "", "x'y", "\\N"]
+    lite = sqlite3.connect(":memory:")
+    conn = await asyncpg.connect(pg_url)
+    try:
+        for value in values:
+            want = plain_array([value, "z"]).encode()
+            assert lite.execute("SELECT CAST(json_array(CAST(? AS TEXT), 'z') AS BLOB)",
+                                (value,)).fetchone()[0] == want, value
+            assert (await conn.fetchval("SELECT array_to_json(ARRAY[$1::text, 'z'])::text",
+                                        value)).encode() == want, value
+    finally:
+        await conn.close()
+        lite.close()
 
 
 def test_invalid_json_text_is_refused() -> None:
@@ -133,3 +154,37 @@ async def test_an_error_in_the_digest_process_reaches_the_copy(
     with pytest.raises(CopyError, match="01a20000-0000-7000-8000-000000000009.*invalid JSON "
                        "in details"):
         await copy_database(src, f"sqlite:///{tmp_path}/dst.db")
+
+
+ODD_LOGS = [  # (message, details, created_at, trace_id) as other tools may have written them
+    ("a tab\there, a newline\nthere, a \\ and \x01", '{"b": "x, y: z", "a": [1, {"k": "v"}]}',
+     "2026-01-02T00:00:00.000001+00:00", None),
+    ("a time in another shape", '{"é": 1, "ab": "✓", "a": null}', "2026-01-02T00:00:01Z", "t1"),
+    ("floats in the details", '{"f": 1.10, "g": 1e5, "big": 12345678901234567890123}',
+     "2026-01-02 00:00:02.5+00:00", None),
+    ("duplicate keys", '{"a": 1, "a": 2}', "2026-01-02T00:00:03.000000+00:00", None),
+    ("no details", None, "2026-01-02T00:00:04.000000+00:00", "t2"),
+    ("JSON as plain text", ' [1, "two", {}] ', "2026-01-02T00:00:05.000000+00:00", None),
+]
+
+
+async def test_sqlite_digest_built_in_sql_equals_row_by_row_and_postgresql(
+        source_url: str, pg_url: str) -> None:
+    path = Path(source_url.removeprefix("sqlite:///"))
+    async with DatabaseManager(url=source_url) as db:
+        agent = (await db.list_agents())[0]["id"]
+    lite = sqlite3.connect(path)
+    with lite:
+        for i, (message, details, created_at, trace_id) in enumerate(ODD_LOGS):
+            lite.execute("INSERT INTO agent_logs (id, agent_id, log_level, log_type, message, "
+                         "details, created_at, trace_id) VALUES (?, ?, 'INFO', 'event', ?, ?, "
+                         "?, ?)", (f"01a30000-0000-7000-8000-00000000000{i}", agent, message,
+                                   details, created_at, trace_id))
+    tables = {t: COLUMNS[t] for t in COPY_TABLES}
+    built = sqlite_bulk._digest_rows(lite, tables, 0, 1)
+    by_row = {t: sqlite_bulk._hashed(lite, t, c, "") for t, c in tables.items()}
+    lite.close()
+    assert built == by_row
+    assert built["agent_logs"].rows == 120 + len(ODD_LOGS)
+    await copy_database(source_url, pg_url)  # verified: the digests agree
+    assert (await _digests(pg_url)) == built

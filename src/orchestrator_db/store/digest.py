@@ -4,16 +4,18 @@
 side in one parallel scan (``PostgresStore.table_digests``); a SQLite side is hashed here, by
 ``RowDigest``, in a process of its own (``sqlite_bulk.py``), the source's while it is copied.
 
-Each row becomes one line: the JSON array (separators ``", "``) of its values in column order,
-JSON columns last, as PostgreSQL's ``json_build_array`` prints it: timestamps in the package's
-one shape (``to_char`` on PostgreSQL), floats as the hex of their 8 IEEE-754 bytes
-(``float8send``: exact, no float printing to agree on) and JSON values as ``jsonb`` prints them
-(keys ordered by length then bytes, numbers as ``numeric`` writes them). The digest is the
-number of rows and the exact sum of the first 60 bits of each line's MD5 (60, so that SQL
-reads each as a ``bigint``): a changed row goes unnoticed only if its new line's hash starts
-with the same 60 bits (one chance in 10^18), row order does not matter, so PostgreSQL scans in
-parallel, and SQLite's rows are summed as they are read. MD5 serves as a checksum here, not as
-a defence against someone forging rows.
+Each row becomes one line: the compact JSON array (separators ``","``) of its plain values
+as text, in column order, as PostgreSQL's ``array_to_json`` of a ``text[]`` prints it and
+SQLite's ``json_array`` of ``CAST(… AS TEXT)`` values does (so SQLite builds that part in C), then
+each JSON column after a tab, as ``jsonb`` prints it (keys ordered by length then bytes,
+numbers as ``numeric`` writes them; ``null`` for NULL). Timestamps are in the package's one shape
+(``to_char`` on PostgreSQL), floats the hex of their 8 IEEE-754 bytes (``float8send``: exact, no
+float printing to agree on), integers in decimal. The digest is the number of rows and the exact
+sum of the first 60 bits of each line's MD5 (60, so that SQL reads each as a ``bigint``): a
+changed row goes unnoticed only if its new line's hash starts with the same 60 bits (one chance
+in 10^18), row order does not matter, so PostgreSQL scans in parallel, and SQLite's rows are
+summed as they are read. MD5 serves as a checksum here, not as a defence against someone
+forging rows.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-
 from json.scanner import make_scanner
 from operator import itemgetter
 from typing import Any
+
+import orjson
 
 from ..jsoncodec import JsonText
 from ..models import format_ts, parse_ts
@@ -51,10 +55,22 @@ _scan = make_scanner(json.JSONDecoder(parse_float=Decimal))  # type: ignore[arg-
 _NUMBER_TOKEN = re.compile(r'"\\u0000(\d+)"')  # a placeholder string: "\u0000<n>"
 _SPACE = re.compile(r"[ \t\n\r]*")
 _pack_double = struct.Struct(">d").pack
+_orjson_loads = orjson.loads
+_OrjsonError = orjson.JSONDecodeError
+
+
+# The same with compact separators: the plain values' array, as array_to_json prints it.
+_encode_compact_chunks = c_make_encoder(None, _unencodable, encode_basestring, None, ":", ",",
+                                        False, False, True)
 
 
 def _encode(value: Any) -> str:
     return "".join(_encode_chunks(value, 0))
+
+
+def plain_array(values: Sequence[str | None]) -> str:
+    """Return text values (or None) as the compact JSON array that starts a digest line."""
+    return "".join(_encode_compact_chunks(values, 0))
 
 
 class InvalidJsonError(ValueError):
@@ -123,6 +139,62 @@ def _decode(text: str) -> Any:
     return value
 
 
+class _HasFloat(Exception):
+    """A decoded value holds a float: its spelling in the text matters (``numeric``)."""
+
+
+# jsonb's key order of each sequence of keys seen (log details repeat a few shapes); None when
+# the keys are in that order already.
+_KEY_ORDERS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_KEY_ORDERS_MAX = 4096
+
+
+def _key_order(keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    try:
+        return _KEY_ORDERS[keys]
+    except KeyError:
+        pass
+    ordered = sorted(keys)
+    ordered.sort(key=len if "".join(ordered).isascii() else _byte_length)
+    order = None if tuple(ordered) == keys else tuple(ordered)
+    if len(_KEY_ORDERS) < _KEY_ORDERS_MAX:
+        _KEY_ORDERS[keys] = order
+    return order
+
+
+def _ordered(value: Any) -> Any:
+    """Return a decoded value (no floats) with object keys in jsonb's order.
+
+    Raises _HasFloat when it holds a float, whose spelling only the text knows.
+    """
+    kind = value.__class__
+    if kind is dict:
+        keys = tuple(value)
+        order = _key_order(keys)
+        if order is None:  # already in order: only the values may need work
+            for item in value.values():
+                kind = item.__class__
+                if kind is dict or kind is list or kind is float:
+                    break
+            else:
+                return value
+        out = {}
+        for key in order or keys:
+            item = value[key]
+            kind = item.__class__
+            if kind is dict or kind is list:
+                item = _ordered(item)
+            elif kind is float:
+                raise _HasFloat
+            out[key] = item
+        return out
+    if kind is list:
+        return [_ordered(v) for v in value]
+    if kind is float:
+        raise _HasFloat
+    return value
+
+
 def jsonb_text(value: Any, *, text: bool = False) -> str:
     """Return a JSON value as PostgreSQL's ``jsonb`` prints it.
 
@@ -132,7 +204,13 @@ def jsonb_text(value: Any, *, text: bool = False) -> str:
     if value is None:
         return "null"
     if text or value.__class__ is JsonText:
-        value = _decode(value)
+        # orjson first (a few times faster); the standard scanner, keeping each number's
+        # spelling as a Decimal, for text with floats and for what orjson refuses (it may
+        # still be JSON: lone surrogates, for one) or reads as a float (integers > 64 bits).
+        try:
+            return _encode(_ordered(_orjson_loads(value)))
+        except (_HasFloat, _OrjsonError):
+            value = _decode(value)
     numbers: list[str] = []
     printed = _encode(_reorder(value, numbers))
     if numbers:
@@ -188,7 +266,8 @@ class RowDigest:
         """Add records (values in ``columns`` order; JSON as ``JsonText`` or decoded).
 
         With ``json_text`` every JSON column holds JSON text (SQLite's rows, as read).
-        ``floats`` names the columns that may hold floats (default: any but ids and times).
+        ``floats`` names the columns that may hold floats or integers (default: any but ids and
+        times); the others must hold text.
 
         Raises:
             InvalidJsonError: a JSON column holds text that is not JSON.
@@ -206,26 +285,59 @@ class RowDigest:
                 value = values[j]
                 if value is not None and not (len(value) == 32 and value.endswith("+00:00")):
                     fixed = fixed or list(values)
-                    fixed[j] = canon_time(value)
+                    value = canon_time(value)
+                    fixed[j] = value if value.__class__ is str else str(value)
             for j in others:
                 value = values[j]
-                if value.__class__ is float:
+                kind = value.__class__
+                if kind is not str and value is not None:
                     fixed = fixed or list(values)
-                    fixed[j] = _pack_double(value).hex()
-            line = _encode(fixed or values)
+                    fixed[j] = _pack_double(value).hex() if kind is float else str(value)
+            line = plain_array(fixed or values)
             if jsons:
                 try:
-                    parts = ", ".join([jsonb_text(record[i], text=json_text) for i in jsons])
+                    parts = "\t".join([jsonb_text(record[i], text=json_text) for i in jsons])
                 except ValueError:
                     raise _invalid(record, columns, jsons, json_text) from None
-                line = f"{line[:-1]}, {parts}]"
+                line = f"{line}\t{parts}"
             total += from_bytes(md5(line.encode()).digest()[:8], "big") >> shift
             rows += 1
         self.total, self.rows = total, rows
+
+    def add_built(self, rows: Iterable[Sequence[Any]], jsons: int) -> list[Any]:
+        """Add rows given as their plain array already built (``plain_array``'s text in UTF-8,
+        as SQLite's ``json_array`` builds it in C), their ``jsons`` JSON columns' text, then a
+        marker: the rows whose marker is not None are not added, their markers returned.
+
+        Raises:
+            ValueError: a JSON column holds text that is not JSON (``add`` says which row).
+        """
+        md5, from_bytes, shift = hashlib.md5, int.from_bytes, 64 - HASH_BITS
+        total, count, skipped = self.total, 0, []
+        if jsons == 1:
+            for plain, doc, marker in rows:
+                if marker is None:
+                    line = b"%s\t%s" % (plain, jsonb_text(doc, text=True).encode())
+                    total += from_bytes(md5(line).digest()[:8], "big") >> shift
+                    count += 1
+                else:
+                    skipped.append(marker)
+        else:
+            for row in rows:
+                if row[-1] is None:
+                    line = b"\t".join([row[0], *[jsonb_text(d, text=True).encode()
+                                                  for d in row[1:-1]]])
+                    total += from_bytes(md5(line).digest()[:8], "big") >> shift
+                    count += 1
+                else:
+                    skipped.append(row[-1])
+        self.total, self.rows = total, self.rows + count
+        return skipped
 
     def hexdigest(self) -> str:
         """Return a SHA-256 of the digest, to show and compare."""
         return hashlib.sha256(f"{self.rows}:{self.total}".encode()).hexdigest()
 
 
-__all__ = ["HASH_BITS", "InvalidJsonError", "RowDigest", "canon_time", "jsonb_text", "layout"]
+__all__ = ["HASH_BITS", "InvalidJsonError", "RowDigest", "canon_time", "jsonb_text", "layout",
+           "plain_array"]

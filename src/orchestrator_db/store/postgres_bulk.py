@@ -1,13 +1,14 @@
 """Bulk loading on PostgreSQL (``copy``): defer index and trigger upkeep, COPY on two connections.
 
-What a COPY of a million rows costs besides the rows themselves is upkeep: three secondary
-indexes updated row by row, a foreign-key check per row, and the change-feed trigger writing a
-change row per row. ``begin`` drops the indexes and foreign keys of the tables about to be
-filled and disables their change-feed triggers, recording the statements that restore them in
-``DEFERRED_TABLE`` in the same transaction; ``end`` runs them (the index builds concurrently,
-each one sorting once instead of a million insertions) and deletes each record in the
-transaction that restores it. So a load killed at any point leaves the database either as it
-was or with its restore statements recorded, and the next ``copy`` (or ``end``) completes it.
+What a COPY of a million rows costs besides the rows themselves is upkeep: the primary key's
+and three secondary indexes updated row by row, a foreign-key check per row, and the change-feed
+trigger writing a change row per row. ``begin`` drops the indexes, foreign keys and primary keys
+of the tables about to be filled and disables their change-feed triggers, recording the
+statements that restore them in ``DEFERRED_TABLE`` in the same transaction; ``end`` runs them
+(the index builds concurrently, each one sorting once instead of a million insertions) and
+deletes each record in the transaction that restores it. So a load killed at any point leaves
+the database either as it was or with its restore statements recorded, and the next ``copy``
+(or ``end``) completes it.
 Names and definitions come from the catalog (``pg_get_indexdef``, ``pg_get_constraintdef``),
 never from the migration files.
 """
@@ -30,9 +31,10 @@ from .migrations import change_trigger_names
 from .postgres_driver import DRIVER_ERRORS, translate_error
 
 DEFERRED_TABLE = "orchestrator_db_deferred"
-# Restore order: indexes (concurrently), then foreign keys (their check reads the tables
-# once each), then the triggers.
-_KINDS = ("index", "constraint", "trigger")
+# Restore order: indexes (concurrently, primary keys' among them), then primary keys (each
+# taking its index built before), then foreign keys (their check reads the tables once each),
+# then the triggers.
+_KINDS = ("index", "primary", "constraint", "trigger")
 INDEX_BUILDS = 3  # concurrent CREATE INDEX statements
 # Memory for each index build's sort (the server's default, 64 MB, spills 1M rows to disk).
 INDEX_BUILD_MEMORY = "256MB"
@@ -44,7 +46,7 @@ _CREATE_DEFERRED = f"""CREATE TABLE IF NOT EXISTS {DEFERRED_TABLE} (
     statement text NOT NULL
 )"""
 # Each row: the statement that takes a thing away now, and the one that restores it later.
-# Indexes that back a constraint (primary keys, UNIQUE columns) stay: ids are checked on load.
+# Indexes that back a constraint (primary keys, UNIQUE columns) stay here: see _PRIMARY_KEYS.
 _INDEXES = """
 SELECT format('DROP INDEX %s', i.indexrelid::regclass) AS drop,
        pg_get_indexdef(i.indexrelid) AS restore
@@ -59,6 +61,21 @@ SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conna
 FROM pg_constraint AS c
 WHERE c.conrelid = to_regclass($1) AND c.contype = 'f'
 ORDER BY c.oid"""
+# A primary key no remaining foreign key references goes too (after the foreign keys of all
+# the tables): a million insertions into its index cost the COPY about twice what building it
+# once costs afterwards (measured: 1.9-2.4 s against 0.95 s + 0.45 s). Its ids are unique in
+# the source, and a copy continues after the last row it wrote, so none arrives twice; should
+# one, the restore fails, saying so, and the rows are there to look at. It comes back in two
+# steps: its unique index, built concurrently with the others, then the constraint using it.
+_PRIMARY_KEYS = """
+SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', c.conrelid::regclass, c.conname) AS drop,
+       pg_get_indexdef(c.conindid) AS index,
+       format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY USING INDEX %I', c.conrelid::regclass,
+              c.conname, i.relname) AS restore
+FROM pg_constraint AS c JOIN pg_class AS i ON i.oid = c.conindid
+WHERE c.conrelid = to_regclass($1) AND c.contype = 'p'
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint AS f WHERE f.confrelid = c.conrelid
+                  AND f.contype = 'f')"""
 _TRIGGERS = """
 SELECT format('ALTER TABLE %s DISABLE TRIGGER %I', t.tgrelid::regclass, t.tgname) AS drop,
        format('ALTER TABLE %s ENABLE TRIGGER %I', t.tgrelid::regclass, t.tgname) AS restore
@@ -68,7 +85,8 @@ ORDER BY t.oid"""
 
 
 async def begin(pool: asyncpg.Pool, tables: Sequence[str]) -> None:
-    """Drop the secondary indexes and foreign keys of ``tables``, disable their triggers."""
+    """Drop the secondary indexes, foreign keys and (unreferenced) primary keys of ``tables``,
+    disable their triggers."""
     triggers = sorted(change_trigger_names())
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_CREATE_DEFERRED)
@@ -76,10 +94,19 @@ async def begin(pool: asyncpg.Pool, tables: Sequence[str]) -> None:
             for kind, sql, args in (("index", _INDEXES, ()), ("constraint", _FOREIGN_KEYS, ()),
                                     ("trigger", _TRIGGERS, (triggers,))):
                 for row in await conn.fetch(sql, table, *args):
-                    await conn.execute(
-                        f"INSERT INTO {DEFERRED_TABLE} (kind, statement) VALUES ($1, $2)",
-                        kind, row["restore"])
-                    await conn.execute(row["drop"])  # sql-ok: generated from the catalog
+                    await _defer(conn, row["drop"], (kind, row["restore"]))
+        for table in tables:
+            for row in await conn.fetch(_PRIMARY_KEYS, table):
+                await _defer(conn, row["drop"], ("index", row["index"]),
+                             ("primary", row["restore"]))
+
+
+async def _defer(conn: asyncpg.Connection, drop: str, *restores: tuple[str, str]) -> None:
+    """Record the statements that restore a thing (kind, statement), then take it away."""
+    for kind, statement in restores:
+        await conn.execute(f"INSERT INTO {DEFERRED_TABLE} (kind, statement) VALUES ($1, $2)",
+                           kind, statement)
+    await conn.execute(drop)  # sql-ok: generated from the catalog
 
 
 async def end(pool: asyncpg.Pool) -> None:
@@ -94,6 +121,9 @@ async def end(pool: asyncpg.Pool) -> None:
         async with builds, pool.acquire() as conn, conn.transaction():
             if row["kind"] == "index":
                 await conn.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+                # The builds run side by side already: workers of their own would only take
+                # the server's few worker processes from the digest scan running meanwhile.
+                await conn.execute("SET LOCAL max_parallel_maintenance_workers = 0")
             await conn.execute(row["statement"])  # sql-ok: recorded from the catalog
             await conn.execute(f"DELETE FROM {DEFERRED_TABLE} WHERE id = $1", row["id"])
 
@@ -233,12 +263,15 @@ async def load(pool: asyncpg.Pool, table: str, columns: Sequence[str],
                     await transaction.rollback()
 
 
-def _line_expression(column: str, kind: str) -> str:
+def _text_expression(column: str, kind: str) -> str:
+    """Return the SQL of a plain column's value as the digest's text (``digest.py``)."""
     if kind == "timestamp with time zone":
         return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
     if kind == "double precision":
         return f"encode(float8send({column}), 'hex')"
-    return column
+    if kind == "text":
+        return column
+    return f"{column}::text"
 
 
 async def digests(pool: asyncpg.Pool, tables: Mapping[str, Sequence[str]]
@@ -252,13 +285,16 @@ async def digests(pool: asyncpg.Pool, tables: Mapping[str, Sequence[str]]
             types = dict(await conn.fetch(
                 "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
                 "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped", table))
-            plain = [_line_expression(c, types.get(c, "")) for c in columns
-                     if types.get(c) != "jsonb"]
-            line = ", ".join(plain + [c for c in columns if types.get(c) == "jsonb"])
+            plain = ", ".join(_text_expression(c, types.get(c, "")) for c in columns
+                              if types.get(c) != "jsonb")
+            line = f"array_to_json(ARRAY[{plain}]::text[])::text"
+            for c in columns:
+                if types.get(c) == "jsonb":
+                    line += f" || E'\\t' || coalesce({c}::text, 'null')"
             digits = HASH_BITS // 4
             row = await conn.fetchrow(
-                f"SELECT count(*) AS n, coalesce(sum(('x' || left(md5(json_build_array({line})"
-                f"::text), {digits}))::bit({HASH_BITS})::bigint), 0) AS total FROM {table}")
+                f"SELECT count(*) AS n, coalesce(sum(('x' || left(md5({line}), {digits}))"
+                f"::bit({HASH_BITS})::bigint), 0) AS total FROM {table}")
             out[table] = RowDigest(int(row["n"]), int(row["total"]))
     return out
 
