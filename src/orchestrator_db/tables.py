@@ -1,4 +1,5 @@
-"""Table metadata, each fact declared once: columns, JSON, time and id fields, not-null fields.
+"""Table metadata, each fact declared once: columns (from the record models), JSON, time and id
+fields, not-null fields.
 
 The manager, the change feed, maintenance, transfer and the migrations' generated triggers all
 read these; nothing else lists a table's columns.
@@ -8,17 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .models import Agent, AgentLog, OrchestratorAgent, Prompt, SystemLog
+
+# Each table's columns, in order: the fields of its record model, which declares them once
+# (with their types and defaults) and which every row the manager returns matches.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "orchestrator_agents": ("id", "name", "description", "agent_type", "capabilities",
-                            "default_model", "status", "metadata", "created_at", "updated_at"),
-    "agents": ("id", "orchestrator_agent_id", "session_id", "name", "model", "status", "metadata",
-               "created_at", "updated_at", "started_at", "completed_at", "parent_agent_id",
-               "trace_id", "span_id"),
-    "prompts": ("id", "agent_id", "content", "response", "model", "status", "tokens_input",
-                "tokens_output", "cost_usd", "created_at", "completed_at", "trace_id", "span_id"),
-    "agent_logs": ("id", "agent_id", "log_level", "log_type", "message", "details", "created_at",
-                   "trace_id", "span_id"),
-    "system_logs": ("id", "log_level", "source", "message", "details", "created_at"),
+    table: tuple(record.model_fields)
+    for table, record in (("orchestrator_agents", OrchestratorAgent), ("agents", Agent),
+                          ("prompts", Prompt), ("agent_logs", AgentLog),
+                          ("system_logs", SystemLog))
 }
 # The record tables in dependency order: parents before the rows that reference them.
 TABLES: tuple[str, ...] = tuple(COLUMNS)
