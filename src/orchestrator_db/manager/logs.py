@@ -168,7 +168,7 @@ class LogOperations(QueryBuilder):
                     agent_id = check_uuid(raw_id, "agent_id")
                     if isinstance(raw_id, str):
                         checked[raw_id] = agent_id
-                if agent_id is not raw_id:  # made canonical
+                if agent_id != raw_id:  # made canonical (equal text needs no copy)
                     row = {**row, "agent_id": agent_id}
             try:
                 data = model.model_validate(row).__dict__
