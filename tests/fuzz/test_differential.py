@@ -618,6 +618,17 @@ async def test_json_deeper_than_100_levels_is_refused(engines: Engines, depth: i
     assert "nested deeper than 100 levels" in outcome.error.message
 
 
+async def test_json_with_a_cycle_is_refused_naming_the_cycle(engines: Engines) -> None:
+    """The encoder built once has no circular check of its own: a cycle must still be named."""
+    value: list[Any] = [1, {"a": None}]
+    value[1]["a"] = value
+    outcome = await on_both(engines, lambda name, db: db.create_system_log("m", details=value),
+                            "details holding itself")
+    assert isinstance(outcome, Err) and isinstance(outcome.error, ValidationError)
+    assert "Circular reference detected" in outcome.error.message
+    assert outcome.error.field == "details"
+
+
 async def test_negative_zero_in_json_reads_back_as_zero_on_both(engines: Engines) -> None:
     """PostgreSQL's numeric has no -0: -0.0 in JSON used to read back as -0.0 on SQLite only."""
     details = {"a": -0.0, "b": [-0.0, -0.01], "-0.0": "-0.0"}
