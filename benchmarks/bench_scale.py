@@ -59,9 +59,17 @@ PACKAGED = set(range(1, packaged_schema_version() + 1))
 def history() -> Iterator[tuple[str, tuple[Any, ...]]]:
     """Yield (table, row) of the whole history, ids as UUIDs and times as datetimes."""
     rng = random.Random(12)
-    ident = lambda: uuid.UUID(int=rng.getrandbits(128), version=4)  # noqa: E731
-    oas = [ident() for _ in ROLES]
+
+    def ident(at: datetime) -> uuid.UUID:
+        """A UUIDv7 of the record's creation time, as ids.uuid7() gives a record written then:
+        time-ordered ids put a session's agents, prompts and logs side by side in every index
+        on agent_id, as in a real database (random v4 ids scattered them)."""
+        ms = int(at.timestamp() * 1000)
+        return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
+                         | (0b10 << 62) | rng.getrandbits(62))
+
     start = NOW - timedelta(days=DAYS)
+    oas = [ident(start) for _ in ROLES]
     for oa, role in zip(oas, ROLES, strict=True):
         yield "orchestrator_agents", (oa, role, start)
     step = timedelta(days=DAYS) / SESSIONS
@@ -70,7 +78,8 @@ def history() -> Iterator[tuple[str, tuple[Any, ...]]]:
         session = f"session-{begun:%Y%m%d}-{s:05d}"
         recent = s >= SESSIONS - 20
         for a in range(AGENTS):
-            agent, at = ident(), begun + timedelta(minutes=3 * a)
+            at = begun + timedelta(minutes=3 * a)
+            agent = ident(at)
             status = "executing" if recent and a == AGENTS - 1 else (
                 "failed" if rng.random() < 0.04 else "completed")
             model, price_in, price_out = MODELS[rng.randrange(len(MODELS))]
@@ -78,13 +87,14 @@ def history() -> Iterator[tuple[str, tuple[Any, ...]]]:
                              at, at + timedelta(minutes=2))
             for p in range(PROMPTS):
                 t_in, t_out = rng.randrange(200, 8000), rng.randrange(50, 2000)
-                yield "prompts", (ident(), agent, f"prompt {p} of {role_of(a)}", "done", model,
+                p_at = at + timedelta(seconds=20 * p + 5)
+                yield "prompts", (ident(p_at), agent, f"prompt {p} of {role_of(a)}", "done", model,
                                   t_in, t_out, t_in * price_in + t_out * price_out,
-                                  at + timedelta(seconds=20 * p + 5))
+                                  p_at)
             for n in range(LOGS):
-                yield "agent_logs", (ident(), agent, "INFO" if n % 7 else "WARNING", "event",
-                                     f"step {n}: a typical log line of moderate length",
-                                     at + timedelta(seconds=10 * n + 1))
+                l_at = at + timedelta(seconds=10 * n + 1)
+                yield "agent_logs", (ident(l_at), agent, "INFO" if n % 7 else "WARNING", "event",
+                                     f"step {n}: a typical log line of moderate length", l_at)
 
 
 def role_of(index: int) -> str:
@@ -116,6 +126,11 @@ def expected() -> dict[str, int]:
             "agent_logs": agents * LOGS}
 
 
+def id_version(agent_id: str | None) -> int:
+    """The UUID version of a cached history's ids (caches made with v4 ids are remade)."""
+    return uuid.UUID(agent_id).version if agent_id else 0
+
+
 async def upgrade(url: str) -> None:
     """Bring a cached history to the packaged schema: the package's migrations, as a deployed
     database gets them (minutes cheaper than generating the history again)."""
@@ -133,10 +148,12 @@ def build_sqlite() -> Path:
             try:
                 counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                           for t in expected()}
+                counts["id version"] = id_version(
+                    conn.execute("SELECT min(id) FROM agents").fetchone()[0])
                 versions = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
             except sqlite3.Error:
                 counts, versions = {}, {0}
-        if counts == expected() and versions <= PACKAGED:
+        if counts == {**expected(), "id version": 7} and versions <= PACKAGED:
             if versions != PACKAGED:
                 asyncio.run(upgrade(f"sqlite:///{path.resolve()}"))
                 with sqlite3.connect(path) as conn:
@@ -184,11 +201,13 @@ async def build_postgres() -> str:
             try:
                 counts = {t: await conn.fetchval(f"SELECT count(*) FROM {schema}.{t}")
                           for t in expected()}
+                counts["id version"] = id_version(
+                    await conn.fetchval(f"SELECT min(id)::text FROM {schema}.agents"))
                 versions = {r[0] for r in await conn.fetch(
                     f"SELECT version FROM {schema}.schema_migrations")}
             finally:
                 await conn.close()
-            if counts == expected() and versions <= PACKAGED:
+            if counts == {**expected(), "id version": 7} and versions <= PACKAGED:
                 if versions != PACKAGED:
                     await upgrade(url)
                     conn = await asyncpg.connect(url)
