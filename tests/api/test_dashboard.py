@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from apihelpers import Server, run_writer
 
 TIMEOUT_MS = 30_000  # generous for a shared machine; normally well under a second
@@ -75,3 +76,46 @@ def test_dashboard(db_url: str, servers: Callable[..., Server], browser: object,
         page.close()
     assert dialogs == []
     assert errors == []
+
+
+def test_cost_axes_label_round_amounts(db_url: str, servers: Callable[..., Server],
+                                       browser: object) -> None:
+    """Gridlines fall on round amounts, labelled with the decimals their step needs: a step of
+    $0.025 labelled to the cent used to read $0.03 and $0.08 at $0.025 and $0.075."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    server = servers(db_url)
+    made = run_writer(db_url, "setup", "axis-session")
+    run_writer(db_url, "prompt", made["agent_id"], "one prompt", "costing $0.01")
+    page = browser.new_page(bypass_csp=True)  # the page's policy forbids evaluate's eval
+    try:
+        page.goto(server.http + "/")
+        axis = page.locator('svg[aria-label="Cost per day"] text.axis')
+        expect(axis.first).to_be_visible(timeout=TIMEOUT_MS)
+        # The day's $0.01 in four steps of $0.005, to a tenth of a cent.
+        shown = [t for t in axis.all_text_contents() if t.startswith("$")]
+        assert shown == ["$0.000", "$0.005", "$0.010", "$0.015", "$0.020"]
+        labels = page.evaluate("""async () => {
+            const { costAxis } = await import("/static/chart.js");
+            const out = {};
+            for (const [value, n] of [[0.07, 4], [0.1, 4], [0, 4], [1234, 4], [0.0003, 3],
+                                      [2.5, 3], [0.06, 3]]) {
+                const axis = costAxis(value, n);
+                out[`${value}/${n}`] = [axis.max, axis.ticks.map((t) => t.label)];
+            }
+            return out;
+        }""")
+    finally:
+        page.close()
+    want = {
+        "0.07/4": (0.08, ["$0.00", "$0.02", "$0.04", "$0.06", "$0.08"]),
+        "0.1/4": (0.2, ["$0.00", "$0.05", "$0.10", "$0.15", "$0.20"]),
+        "0/4": (0.04, ["$0.00", "$0.01", "$0.02", "$0.03", "$0.04"]),
+        "1234/4": (2000, ["$0.00", "$500.00", "$1,000.00", "$1,500.00", "$2,000.00"]),
+        "0.0003/3": (0.0003, ["$0.0000", "$0.0001", "$0.0002", "$0.0003"]),
+        "2.5/3": (3, ["$0.00", "$1.00", "$2.00", "$3.00"]),
+        "0.06/3": (0.06, ["$0.00", "$0.02", "$0.04", "$0.06"]),
+    }
+    assert {k: v[1] for k, v in labels.items()} == {k: v[1] for k, v in want.items()}
+    assert {k: v[0] for k, v in labels.items()} == pytest.approx({k: v[0] for k, v in want.items()})

@@ -2,13 +2,23 @@
 
 import { fmtCost, s } from "./dom.js";
 
-function niceMax(value) {
-  if (value <= 0) return 1;
-  const exp = Math.pow(10, Math.floor(Math.log10(value)));
-  for (const m of [1, 2, 2.5, 5, 10]) {
-    if (value <= m * exp) return m * exp;
-  }
-  return 10 * exp;
+/**
+ * The axis for values up to `value` in `intervals` equal steps: each step 1, 2 or 5 times a
+ * power of ten, so every gridline falls on a round amount; and a label for each gridline with
+ * as many decimals as the step needs (a step of $0.025 labelled to the cent showed $0.03 at
+ * $0.025 and $0.08 at $0.075).
+ */
+export function costAxis(value, intervals) {
+  const need = value > 0 ? value / intervals : 0.01;  // nothing spent: steps of $0.01
+  const exp = Math.pow(10, Math.floor(Math.log10(need)));
+  const step = [1, 2, 5, 10].map((m) => m * exp).find((m) => m >= need * (1 - 1e-9));
+  const decimals = Math.min(6, Math.max(2, Math.ceil(-Math.log10(step) - 1e-9)));
+  const label = (v) => "$" + v.toLocaleString(undefined, {
+    minimumFractionDigits: decimals, maximumFractionDigits: decimals,
+  });
+  const ticks = [];
+  for (let i = 0; i <= intervals; i++) ticks.push({ value: step * i, label: label(step * i) });
+  return { max: step * intervals, ticks };
 }
 
 /**
@@ -20,17 +30,17 @@ export function costBarChart(rows, { width = 760, height = 220 } = {}) {
   const pad = { top: 16, right: 12, bottom: 34, left: 64 };
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
-  const max = niceMax(Math.max(0, ...days.map((d) => d.cost_usd)));
+  const axis = costAxis(Math.max(0, ...days.map((d) => d.cost_usd)), 4);
+  const max = axis.max;
   const svg = s("svg", {
     class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img",
     "aria-label": "Cost per day",
   });
-  for (let i = 0; i <= 4; i++) {
-    const y = pad.top + innerH - (innerH * i) / 4;
+  for (const tick of axis.ticks) {
+    const y = pad.top + innerH - (innerH * tick.value) / max;
     svg.append(
       s("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: "grid" }),
-      s("text", { x: pad.left - 8, y: y + 4, class: "axis", "text-anchor": "end" },
-        fmtCost((max * i) / 4)),
+      s("text", { x: pad.left - 8, y: y + 4, class: "axis", "text-anchor": "end" }, tick.label),
     );
   }
   const slot = innerW / Math.max(days.length, 1);
@@ -96,15 +106,15 @@ export function cumulativeCostChart(prompts, { width = 760, height = 260 } = {})
   if (points.length === 0) return svg;
   const t0 = points[0].t;
   const t1 = Math.max(points[points.length - 1].t, t0 + 1000);
-  const max = niceMax(total);
+  const axis = costAxis(total, 3);
+  const max = axis.max;
   const x = (t) => pad.left + (innerW * (t - t0)) / (t1 - t0);
   const y = (v) => pad.top + innerH - (innerH * v) / max;
-  for (let i = 0; i <= 3; i++) {
-    const gy = y((max * i) / 3);
+  for (const tick of axis.ticks) {
+    const gy = y(tick.value);
     svg.append(
       s("line", { x1: pad.left, x2: width - pad.right, y1: gy, y2: gy, class: "grid" }),
-      s("text", { x: pad.left - 8, y: gy + 4, class: "axis", "text-anchor": "end" },
-        fmtCost((max * i) / 3)),
+      s("text", { x: pad.left - 8, y: gy + 4, class: "axis", "text-anchor": "end" }, tick.label),
     );
   }
   let d = `M ${x(t0)} ${y(0)}`;
