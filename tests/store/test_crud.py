@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from orchestrator_db import DatabaseManager
 
@@ -259,3 +261,61 @@ async def test_log_lines_can_be_edited(db: DatabaseManager) -> None:
     srow = await db.get_system_log(syslog)
     assert srow is not None and (srow["log_level"], srow["source"]) == ("ERROR", None)
     assert await db.update_agent_log("0190f1c2-0000-7000-8000-000000000000", message="m") is False
+
+
+async def test_a_big_batch_stores_what_single_writes_store(db: DatabaseManager) -> None:
+    """Past 2,048 rows PostgreSQL writes a batch as binary COPY data it encodes itself: every
+    column must read back exactly as the same rows written one at a time (and as on SQLite)."""
+    agent = await make_agent(db, "s-big")
+    texts = ["plain", "tab\there, newline\nthere", "quote ' \" back\\slash", "é 日本 🚀 \u2028",
+             "x" * 5000, ""]
+    times = [None, "2026-01-02T03:04:05.123456+05:30", datetime(1999, 12, 31, 23, 59, 59,
+             999999, tzinfo=UTC), "9999-12-31T23:59:59.999999+00:00", "1970-01-01T00:00:00Z"]
+    details = [None, {"n": 2**63, "f": 1e308, "neg": -0.5, "s": "é\\\"", "l": [1, None, True]},
+               "just a string", [], 12, {"deep": {"er": [{"x": "🚀"}]}}]
+    agent_rows = [{"agent_id": agent, "message": texts[i % len(texts)],
+                   "log_level": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"][i % 5],
+                   "log_type": ["event", "tool_call", "span"][i % 3],
+                   "details": details[i % len(details)],
+                   "trace_id": "0af7651916cd43dd8448eb211c80319c" if i % 4 == 0 else None,
+                   "span_id": f"{i + 1:016x}" if i % 4 == 0 else None,
+                   **({"created_at": times[i % len(times)]} if times[i % len(times)] else {})}
+                  for i in range(2049)]
+    system_rows = [{"message": texts[i % len(texts)], "source": "svc" if i % 2 else None,
+                    "details": details[i % len(details)],
+                    **({"created_at": times[i % len(times)]} if times[i % len(times)] else {})}
+                   for i in range(2049)]
+    big = await db.create_agent_logs(agent_rows)
+    # The same rows one at a time (a span id is unique in its trace: these get others).
+    one = [await db.create_agent_logs([{**row, "span_id": f"{i:x}".rjust(16, "f")}])
+           for i, row in enumerate(agent_rows[:30:4])]
+    one += [await db.create_agent_logs([row]) for row in agent_rows[:30] if not row["span_id"]]
+    big_sys = await db.create_system_logs(system_rows)
+    one_sys = [await db.create_system_logs([row]) for row in system_rows[:30]]
+
+    def same(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        """A stored row without what differs by design (its id and span id; "now" where no
+        time was given)."""
+        return {k: v for k, v in a.items() if k not in ("id", "span_id")
+                and not (k == "created_at" and "created_at" not in b)}
+
+    for ids, rows, get in ((big, agent_rows, db.get_agent_log),
+                           (big_sys, system_rows, db.get_system_log)):
+        stored = [await get(i) for i in ids]
+        assert len(stored) == 2049 and all(stored)
+        for row, given in zip(stored, rows, strict=True):
+            assert row is not None
+            for key, value in given.items():
+                if key != "created_at":
+                    assert row[key] == value, (key, row[key], value)
+        assert stored[1]["created_at"] == "2026-01-01T21:34:05.123456+00:00"
+        assert stored[3]["created_at"] == "9999-12-31T23:59:59.999999+00:00"
+    spans_first = [*range(0, 30, 4), *(i for i in range(30) if i % 4)]
+    for ids, pairs, get in (([i for [i] in one], [(big[i], agent_rows[i]) for i in spans_first],
+                             db.get_agent_log),
+                            ([i for [i] in one_sys], zip(big_sys, system_rows, strict=True),
+                             db.get_system_log)):
+        for single_id, (big_id, given) in zip(ids, pairs, strict=False):  # the first 30
+            single, batched = await get(single_id), await get(big_id)
+            assert single is not None and batched is not None
+            assert same(single, given) == same(batched, given)

@@ -109,9 +109,9 @@ class LogOperations(QueryBuilder):
         ``COLUMNS[table]`` order, its new id first) to ``written``.
 
         Where the store says so (``bulk_slice_rows``: PostgreSQL, whose server writes while we
-        validate), a big batch is validated one slice at a time while the slice before it is
-        written, so the two overlap and the event loop is free between slices; one transaction
-        still holds them all.
+        validate), a big batch is validated and encoded one slice at a time while the slice
+        before it is written, so the two overlap and the event loop is free between slices; one
+        transaction still holds them all.
         """
         rows = rows if isinstance(rows, list | tuple) else list(rows)
         store, columns = self.store, COLUMNS[table]
@@ -126,9 +126,10 @@ class LogOperations(QueryBuilder):
                 for first in range(0, len(rows), slice_rows):
                     batch = self._log_params(table, model, rows[first:first + slice_rows],
                                              agent_ids=agent_ids, first=first)
+                    encoded = store.encode_many(table, columns, batch)
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(store.insert_many(table, columns, batch))
+                    writing = asyncio.ensure_future(store.insert_encoded(table, columns, encoded))
                     written += batch
                     await asyncio.sleep(0)  # let the write start before the next slice
                 assert writing is not None

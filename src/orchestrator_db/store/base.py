@@ -321,6 +321,20 @@ class Store(abc.ABC):
         ``skip_existing`` skips rows whose id is already there (``ON CONFLICT (id) DO NOTHING``).
         """
 
+    def encode_many(self, table: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> Any:
+        """Prepare parameter rows for ``insert_encoded``, before the write is started.
+
+        A caller that validates the next slice of a batch while the previous one is written
+        encodes it here too, so that work overlaps the write as well (PostgreSQL: the binary
+        COPY data of log rows). By default, the rows as they are.
+        """
+        return rows
+
+    async def insert_encoded(self, table: str, columns: Sequence[str], encoded: Any) -> None:
+        """``insert_many`` of what ``encode_many`` returned for these columns."""
+        await self.insert_many(table, columns, encoded)
+
     @abc.abstractmethod
     async def fetch_records(self, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
         """Run a large query off the event loop; return rows as lists in column order.

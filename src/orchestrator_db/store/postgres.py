@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from .catalog import check_postgres_schema
 from .changes import ChangeReader
 from .digest import RowDigest
 from .migrations import load_migrations, pending, split_sql_script
+from .postgres_binary import copy_encoder
 from .postgres_changes import PostgresChangeReader
 from .postgres_driver import DRIVER_ERRORS, init_connection, rowcount, rows_of, translate_error
 from .postgres_group import PostgresGroupCommit
@@ -38,6 +40,13 @@ MIGRATIONS_TABLE_SQL = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name       text NOT NULL,
     applied_at timestamptz NOT NULL
 )"""
+
+
+@dataclass(frozen=True, slots=True)
+class _CopyData:
+    """Rows already in binary COPY format (``encode_many``)."""
+
+    data: bytes
 
 
 class PostgresStore(Store):
@@ -256,6 +265,21 @@ class PostgresStore(Store):
         """Bulk-insert with COPY, the fastest path PostgreSQL has."""
         await self._run(lambda c: c.copy_records_to_table(table, records=rows,
                                                           columns=list(columns)), atomic=True)
+
+    def encode_many(self, table: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]]) -> Any:
+        encode = copy_encoder(table, columns) if len(rows) > 1 else None
+        return rows if encode is None else _CopyData(encode(rows))
+
+    async def insert_encoded(self, table: str, columns: Sequence[str], encoded: Any) -> None:
+        if not isinstance(encoded, _CopyData):
+            await self.insert_many(table, columns, encoded)
+            return
+
+        # A memoryview is sent as it is, at once (bytes would be taken for a file name).
+        await self._run(lambda c: c.copy_to_table(table, source=memoryview(encoded.data),
+                                                  columns=list(columns), format="binary"),
+                        atomic=True)
 
     async def fetch_records(self, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
         return [list(row.values()) for row in await self.fetch(sql, params)]
