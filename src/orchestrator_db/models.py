@@ -66,6 +66,15 @@ def format_ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def is_canonical_ts(value: str) -> bool:
+    """Whether stored text has ``format_ts``'s shape (``2026-01-02T03:04:05.000006+00:00``), as
+    every row this package writes has: a cheap check before parsing a time other tools wrote.
+
+    Length and offset alone are not enough: ``2026-01-02 03:04:05.000006+00:00`` has both.
+    """
+    return len(value) == 32 and value[10] == "T" and value[19] == "." and value.endswith("+00:00")
+
+
 def parse_ts(value: datetime | str) -> datetime:
     """Parse a caller's timestamp (datetime or ISO 8601 string; naive means UTC).
 

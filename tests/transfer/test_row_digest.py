@@ -165,6 +165,10 @@ ODD_LOGS = [  # (message, details, created_at, trace_id) as other tools may have
     ("duplicate keys", '{"a": 1, "a": 2}', "2026-01-02T00:00:03.000000+00:00", None),
     ("no details", None, "2026-01-02T00:00:04.000000+00:00", "t2"),
     ("JSON as plain text", ' [1, "two", {}] ', "2026-01-02T00:00:05.000000+00:00", None),
+    # The canonical length and offset, with a space for the "T" (and a lowercase "t"): not
+    # canonical, though a check of length and offset alone took them for it.
+    ("a space for the T", None, "2026-01-02 00:00:06.000000+00:00", None),
+    ("a lowercase t", None, "2026-01-02t00:00:07.000000+00:00", None),
 ]
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Dialect, Target
 from ..ids import uuid7
 from ..jsoncodec import JsonText, dumps_json
-from ..models import parse_ts
+from ..models import is_canonical_ts, parse_ts
 from ..tables import CHANGE_COLUMNS, CHANGES_TABLE, JSON_FIELDS, TIME_FIELDS
 from .digest import RowDigest
 from .migrations import Migration, load_migrations, split_sql_script
@@ -307,8 +307,8 @@ class Store(abc.ABC):
                 value = values[i]
                 if value is not None:
                     # The fixed shape every stored time has: no need for parse_ts's general path.
-                    values[i] = to_ts(datetime.fromisoformat(value) if len(value) == 32
-                                      and value.endswith("+00:00") else parse_ts(value))
+                    values[i] = to_ts(datetime.fromisoformat(value) if is_canonical_ts(value)
+                                      else parse_ts(value))
             return values
         return params
 

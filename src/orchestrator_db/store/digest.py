@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from ..jsoncodec import JsonText
-from ..models import format_ts, parse_ts
+from ..models import format_ts, is_canonical_ts, parse_ts
 from ..tables import JSON_FIELDS, TIME_FIELDS, UUID_FIELDS
 
 HASH_BITS = 60  # of each line's MD5, summed: SQL reads 60 bits as a bigint, never negative
@@ -231,9 +231,9 @@ def _invalid(record: Sequence[Any], columns: Sequence[str], jsons: Sequence[int]
 
 def canon_time(value: Any) -> Any:
     """Return a stored timestamp in the package's one shape (other values as they are)."""
-    # Rows written by this package are already canonical (32 characters ending in +00:00); only
-    # rows written by other tools need re-formatting.
-    if value is None or (isinstance(value, str) and len(value) == 32 and value.endswith("+00:00")):
+    # Rows written by this package are already canonical; only rows written by other tools need
+    # re-formatting.
+    if value is None or (isinstance(value, str) and is_canonical_ts(value)):
         return value
     try:
         return format_ts(parse_ts(value))
@@ -283,7 +283,7 @@ class RowDigest:
             fixed = None
             for j in times:
                 value = values[j]
-                if value is not None and not (len(value) == 32 and value.endswith("+00:00")):
+                if value is not None and not is_canonical_ts(value):
                     fixed = fixed or list(values)
                     value = canon_time(value)
                     fixed[j] = value if value.__class__ is str else str(value)

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from ..jsoncodec import JsonText, dumps_json
-from ..models import format_ts, parse_ts
+from ..models import format_ts, is_canonical_ts, parse_ts
 from ..tables import CHANGE_COLUMNS, CHANGES_TABLE, JSON_FIELDS, TIME_FIELDS
 from .digest import HASH_BITS, RowDigest
 from .migrations import change_trigger_names
@@ -194,7 +194,7 @@ def _joined(records: Sequence[Sequence[Any]], columns: Sequence[str], *, escape:
             if value is None:
                 fields[i] = null
                 nulls += 1
-            elif not (len(value) == 32 and value.endswith("+00:00")):
+            elif not is_canonical_ts(value):
                 fields[i] = format_ts(parse_ts(value))
         for i in others:
             value = fields[i]

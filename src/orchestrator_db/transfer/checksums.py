@@ -13,6 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..models import is_canonical_ts
 from ..store.digest import canon_time
 from ..tables import JSON_FIELDS, TIME_FIELDS
 
@@ -44,8 +45,7 @@ def field_indexes(columns: tuple[str, ...]) -> tuple[list[int], list[int]]:
 def _line(values: list[Any], times: list[int], jsons: list[int]) -> str:
     for i in times:
         value = values[i]
-        # Rows written by this package are canonical already: 32 characters ending in +00:00.
-        if value is not None and not (len(value) == 32 and value.endswith("+00:00")):
+        if value is not None and not is_canonical_ts(value):  # as every row we write is
             values[i] = canon_time(value)
     text = dumps_canonical(values)
     if "e+" in text:
