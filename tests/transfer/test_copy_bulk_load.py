@@ -9,6 +9,10 @@ source's newest change row, so positions go on after the source's on both engine
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ import asyncpg
 import pytest
 from copy_helpers import read_all
 
-from orchestrator_db import DatabaseManager
+from orchestrator_db import DatabaseManager, SchemaError
 from orchestrator_db.transfer import CopyInterrupted, copy_database
 
 DEFERRED = "orchestrator_db_deferred"
@@ -101,6 +105,41 @@ async def test_restore_statements_left_by_a_killed_copy_are_run_by_the_next(
         await db.store.begin_bulk_load(["agent_logs"])
     await copy_database(source_url, pg_url, merge=True)
     assert await catalog(pg_url) == want
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator_db.cli", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+async def test_a_database_left_by_an_unfinished_copy_refuses_writers_until_restored(
+        source_url: str, pg_url: str) -> None:
+    """Without its keys and change-feed triggers, writes would go in unchecked and no
+    subscriber would see them: a writer gets a SchemaError saying what to run instead."""
+    want = await fresh_catalog(pg_url)
+    await copy_database(source_url, pg_url)
+    async with DatabaseManager(url=pg_url) as db:
+        # What a copy killed while loading leaves: upkeep deferred, its restore recorded.
+        await db.store.begin_bulk_load(["agents", "agent_logs"])
+    with pytest.raises(SchemaError, match="destination of a `copy` that has not ended") as e:
+        await DatabaseManager(url=pg_url).connect()
+    assert "orchestrator-db upgrade" in e.value.message
+    async with DatabaseManager(url=pg_url, read_only=True) as reader:  # reading is fine
+        assert (await reader.stats())["counts"]["agent_logs"] == 120
+    assert (await catalog(pg_url))["deferred"]
+
+    upgraded = _cli("upgrade", "--url", pg_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "already up to date" in upgraded.stdout
+    assert re.search(r"; restored [1-9]\d* index\(es\), key\(s\) and trigger\(s\) that a copy "
+                     r"which did not end had left off", upgraded.stdout), upgraded.stdout
+    assert await catalog(pg_url) == want
+    async with DatabaseManager(url=pg_url) as db:  # whole again: writers are welcome
+        oa = await db.create_orchestrator_agent("after the restore")
+        assert await db.get_orchestrator_agent(oa) is not None
+    again = _cli("upgrade", "--url", pg_url)
+    assert "restored" not in again.stdout
 
 
 async def _changes(url: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from copy_helpers import read_all
 
-from orchestrator_db import DatabaseManager
+from orchestrator_db import DatabaseManager, SchemaError
 from orchestrator_db.transfer import COPY_TABLES, CopyInterrupted, copy_database
 
 
@@ -102,6 +102,11 @@ def test_copy_killed_midway_then_rerun_completes(pg_url: str, tmp_path: Path) ->
     assert proc.returncode == -signal.SIGKILL
     left = asyncio.run(_pg_count(pg_url, "agent_logs"))
     assert 0 < left < rows
+
+    async def refused() -> None:  # its keys and triggers are off: no writer until it ends
+        with pytest.raises(SchemaError, match="a `copy` that has not ended"):
+            await DatabaseManager(url=pg_url).connect()
+    asyncio.run(refused())
 
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -182,7 +182,8 @@ def _error_line(message: str) -> None:
 
 
 def run_with_db(url: str | None, db: str | None,
-                work: Callable[[DatabaseManager], Awaitable[T]], *, create: bool = False) -> T:
+                work: Callable[[DatabaseManager], Awaitable[T]], *, create: bool = False,
+                accept_interrupted_load: bool = False) -> T:
     """Open the configured database, run ``work`` and turn our errors into one red line.
 
     Only ``create=True`` (``upgrade``) makes a database that is not there; every other command
@@ -190,7 +191,9 @@ def run_with_db(url: str | None, db: str | None,
     """
 
     async def main() -> T:
-        async with DatabaseManager(db, url=url, must_exist=not create) as manager:
+        manager = DatabaseManager(db, url=url, must_exist=not create)
+        manager.accept_interrupted_load = accept_interrupted_load
+        async with manager:
             return await work(manager)
 
     try:

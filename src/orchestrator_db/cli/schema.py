@@ -13,21 +13,28 @@ from . import DbOption, JsonOption, UrlOption, app, console, run_with_db
 
 @app.command()
 def upgrade(url: UrlOption = None, db: DbOption = None) -> None:
-    """Create the database or apply pending schema migrations.
+    """Create the database or apply pending schema migrations (and restore what a killed copy
+    into it left off).
 
     Example: orchestrator-db upgrade --db data/orchestrator.db
     """
-    async def work(manager: DatabaseManager) -> tuple[int | None, int, str]:
+    async def work(manager: DatabaseManager) -> tuple[int | None, int, str, int]:
+        restored = await manager.restore_after_interrupted_copy()
         return (manager.found_schema_version, await manager.schema_version(),
-                manager.target.display())
+                manager.target.display(), restored)
 
-    found, version, where = run_with_db(url, db, work, create=True)
+    # A database a killed copy left without its indexes, keys and triggers is made whole too.
+    found, version, where, restored = run_with_db(url, db, work, create=True,
+                                                  accept_interrupted_load=True)
     if not found:
         message = f"created the database at {where} (schema version {version})"
     elif found < version:
         message = f"migrated {where} from version {found} to {version}"
     else:
         message = f"{where} is already up to date (version {version})"
+    if restored:
+        message += (f"; restored {restored} index(es), key(s) and trigger(s) that a copy which "
+                    "did not end had left off")
     console.print(message, highlight=False, soft_wrap=True)
 
 

@@ -61,6 +61,9 @@ class ManagerBase:
         #: The schema version ``connect()`` found, before migrating: 0 for a database it
         #: created, None before the first ``connect()``.
         self.found_schema_version: int | None = None
+        #: Set before ``connect()`` to open for writing a database left by a ``copy`` that has
+        #: not ended (see ``Store.accept_interrupted_load``): ``copy`` and ``upgrade`` do.
+        self.accept_interrupted_load = False
 
     # lifecycle -------------------------------------------------------------------------------
     @property
@@ -82,10 +85,17 @@ class ManagerBase:
                               schema_file=self.schema_path)
             store.must_exist = self.must_exist
             store.read_only = self.read_only
+            store.accept_interrupted_load = self.accept_interrupted_load
             await store.open()
             self.found_schema_version = store.found_version
             self._store = store
         return self
+
+    async def restore_after_interrupted_copy(self) -> int:
+        """Restore the indexes, keys and change-feed triggers that a ``copy`` into this
+        database took away and did not give back (killed); return how many. Connect with
+        ``accept_interrupted_load`` set to reach such a database."""
+        return await self.store.end_bulk_load()
 
     async def close(self) -> None:
         """Close every connection; the manager can be connected again later."""

@@ -176,6 +176,11 @@ class Store(abc.ABC):
         #: Open without writing anything, migrations included (``copy`` and ``backup`` read
         #: their source so): a schema that is not the newest is a SchemaError instead.
         self.read_only = False
+        #: Open for writing a database that an unfinished ``copy`` left without its indexes,
+        #: keys and change-feed triggers (``copy`` itself, which finishes it, and ``upgrade``,
+        #: which restores them); otherwise that is a SchemaError, since writes would go in
+        #: unchecked and unseen by the change feed.
+        self.accept_interrupted_load = False
         #: The schema version ``open()`` found, before migrating (0: a new, empty database).
         self.found_version: int | None = None
         self._insert_sql: dict[tuple[str, tuple[str, ...], bool], str] = {}
@@ -357,8 +362,9 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def end_bulk_load(self) -> None:
-        """Restore what ``begin_bulk_load`` took away, if anything (indexes built concurrently)."""
+    async def end_bulk_load(self) -> int:
+        """Restore what ``begin_bulk_load`` took away, if anything (indexes built concurrently);
+        return how many things (indexes, keys, triggers) were restored."""
 
     @abc.abstractmethod
     async def load_batches(self, table: str, columns: Sequence[str],

@@ -147,6 +147,13 @@ class PostgresStore(Store):
                             "VALUES ($1, $2, now())",
                             migration.version, migration.name,
                         )
+                    if not self.accept_interrupted_load and await postgres_bulk.interrupted(conn):
+                        raise SchemaError(
+                            f"{self.target.display()} is the destination of a `copy` that has "
+                            "not ended (still running, or killed): its indexes, keys and "
+                            "change-feed triggers are off until it ends. Run the same "
+                            "`orchestrator-db copy` again to finish it, or `orchestrator-db "
+                            "upgrade --url ...` to restore them and keep what was copied")
             except asyncpg.PostgresError as exc:
                 raise translate_error(exc) from exc
 
@@ -288,8 +295,8 @@ class PostgresStore(Store):
     async def begin_bulk_load(self, tables: Sequence[str]) -> None:
         await self._bulk(postgres_bulk.begin(self._pool_or_raise(), tables))
 
-    async def end_bulk_load(self) -> None:
-        await self._bulk(postgres_bulk.end(self._pool_or_raise()))
+    async def end_bulk_load(self) -> int:
+        return await self._bulk(postgres_bulk.end(self._pool_or_raise()))
 
     async def load_batches(self, table: str, columns: Sequence[str],
                            batches: AsyncIterator[Sequence[Sequence[Any]]],

@@ -109,11 +109,20 @@ async def _defer(conn: asyncpg.Connection, drop: str, *restores: tuple[str, str]
     await conn.execute(drop)  # sql-ok: generated from the catalog
 
 
-async def end(pool: asyncpg.Pool) -> None:
-    """Run the recorded restore statements; each record goes with its statement's commit."""
+async def interrupted(conn: asyncpg.Connection) -> bool:
+    """Whether a bulk load's restore statements are recorded: a ``copy`` into this database is
+    under way, or was killed before it ended."""
+    if await conn.fetchval("SELECT to_regclass($1) IS NULL", DEFERRED_TABLE):
+        return False
+    return bool(await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {DEFERRED_TABLE})"))
+
+
+async def end(pool: asyncpg.Pool) -> int:
+    """Run the recorded restore statements, each record deleted with its statement's commit;
+    return how many there were."""
     async with pool.acquire() as conn:
         if await conn.fetchval("SELECT to_regclass($1) IS NULL", DEFERRED_TABLE):
-            return
+            return 0
         rows = await conn.fetch(f"SELECT id, kind, statement FROM {DEFERRED_TABLE} ORDER BY id")
     builds = asyncio.Semaphore(INDEX_BUILDS)
 
@@ -133,6 +142,7 @@ async def end(pool: asyncpg.Pool) -> None:
         await conn.execute(f"LOCK TABLE {DEFERRED_TABLE}")
         if not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {DEFERRED_TABLE})"):
             await conn.execute(f"DROP TABLE {DEFERRED_TABLE}")
+    return len(rows)
 
 
 async def _gather(jobs: list[Any]) -> None:

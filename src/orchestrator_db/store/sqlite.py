@@ -307,8 +307,8 @@ class SQLiteStore(Store):
     async def begin_bulk_load(self, tables: Sequence[str]) -> None:
         return None  # indexes and triggers stay (see sqlite_bulk.py)
 
-    async def end_bulk_load(self) -> None:
-        return None
+    async def end_bulk_load(self) -> int:
+        return 0
 
     async def load_batches(self, table: str, columns: Sequence[str],
                            batches: AsyncIterator[Sequence[Sequence[Any]]],

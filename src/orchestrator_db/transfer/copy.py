@@ -96,7 +96,13 @@ async def copy_database(
     try:
         for db in (src, dst):
             if not db.is_connected:
-                await db.connect()
+                # The destination may be one an earlier copy left unfinished: this one ends it.
+                accept = db.accept_interrupted_load
+                db.accept_interrupted_load = accept or db is dst
+                try:
+                    await db.connect()
+                finally:
+                    db.accept_interrupted_load = accept
                 opened.append(db)
         return await _copy(src, dst, batch_size=batch_size, merge=merge, verify=verify,
                            progress=progress, stop_after_batches=stop_after_batches)
