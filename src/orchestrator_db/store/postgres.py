@@ -151,9 +151,10 @@ class PostgresStore(Store):
                         raise SchemaError(
                             f"{self.target.display()} is the destination of a `copy` that has "
                             "not ended (still running, or killed): its indexes, keys and "
-                            "change-feed triggers are off until it ends. Run the same "
-                            "`orchestrator-db copy` again to finish it, or `orchestrator-db "
-                            "upgrade --url ...` to restore them and keep what was copied")
+                            "change-feed triggers are off until it ends. Wait for it; if it "
+                            "was stopped, run the same `orchestrator-db copy` again to finish "
+                            "it, or `orchestrator-db upgrade --url ...` to restore them and "
+                            "keep what was copied")
             except asyncpg.PostgresError as exc:
                 raise translate_error(exc) from exc
 
