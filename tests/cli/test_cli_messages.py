@@ -39,6 +39,21 @@ def test_upgrade_says_migrated_from_and_to(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"migrated {path} from version 3 to {NEWEST}"
 
 
+def test_upgrade_says_which_missing_migration_it_applied(tmp_path: Path) -> None:
+    """The newest version was recorded but an older one was not: it used to say "already up to
+    date" while it applied that one."""
+    path = tmp_path / "o.db"
+    assert run("upgrade", "--db", str(path)).returncode == 0
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+    conn.close()
+    result = run("upgrade", "--db", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"applied migration(s) 3 that {path} lacked (version {NEWEST})"
+    again = run("upgrade", "--db", str(path))
+    assert again.stdout.strip() == f"{path} is already up to date (version {NEWEST})"
+
+
 def test_errors_name_the_options_not_the_python_parameters(tmp_path: Path) -> None:
     db = tmp_path / "o.db"
     sample_data(f"sqlite:///{db}")

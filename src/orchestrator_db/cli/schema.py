@@ -18,18 +18,21 @@ def upgrade(url: UrlOption = None, db: DbOption = None) -> None:
 
     Example: orchestrator-db upgrade --db data/orchestrator.db
     """
-    async def work(manager: DatabaseManager) -> tuple[int | None, int, str, int]:
+    async def work(manager: DatabaseManager) -> tuple[int | None, list[int], int, str, int]:
         restored = await manager.restore_after_interrupted_copy()
-        return (manager.found_schema_version, await manager.schema_version(),
-                manager.target.display(), restored)
+        return (manager.found_schema_version, manager.applied_migrations,
+                await manager.schema_version(), manager.target.display(), restored)
 
     # A database a killed copy left without its indexes, keys and triggers is made whole too.
-    found, version, where, restored = run_with_db(url, db, work, create=True,
-                                                  accept_interrupted_load=True)
+    found, applied, version, where, restored = run_with_db(url, db, work, create=True,
+                                                           accept_interrupted_load=True)
     if not found:
         message = f"created the database at {where} (schema version {version})"
     elif found < version:
         message = f"migrated {where} from version {found} to {version}"
+    elif applied:  # an older migration was not recorded as applied
+        message = (f"applied migration(s) {', '.join(map(str, applied))} that {where} lacked "
+                   f"(version {version})")
     else:
         message = f"{where} is already up to date (version {version})"
     if restored:

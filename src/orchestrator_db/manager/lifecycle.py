@@ -61,6 +61,8 @@ class ManagerBase:
         #: The schema version ``connect()`` found, before migrating: 0 for a database it
         #: created, None before the first ``connect()``.
         self.found_schema_version: int | None = None
+        #: The versions of the migrations ``connect()`` applied (none: it was up to date).
+        self.applied_migrations: list[int] = []
         #: Set before ``connect()`` to open for writing a database left by a ``copy`` that has
         #: not ended (see ``Store.accept_interrupted_load``): ``copy`` and ``upgrade`` do.
         self.accept_interrupted_load = False
@@ -88,6 +90,7 @@ class ManagerBase:
             store.accept_interrupted_load = self.accept_interrupted_load
             await store.open()
             self.found_schema_version = store.found_version
+            self.applied_migrations = list(store.migrated)
             self._store = store
         return self
 

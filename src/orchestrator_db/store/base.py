@@ -183,6 +183,8 @@ class Store(abc.ABC):
         self.accept_interrupted_load = False
         #: The schema version ``open()`` found, before migrating (0: a new, empty database).
         self.found_version: int | None = None
+        #: The versions of the migrations ``open()`` applied.
+        self.migrated: list[int] = []
         self._insert_sql: dict[tuple[str, tuple[str, ...], bool], str] = {}
 
     @classmethod

@@ -139,7 +139,8 @@ class PostgresStore(Store):
                     applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
                     self.found_version = max(applied, default=0)
                     await check_postgres_schema(conn, applied, self.target.display())
-                    for migration in pending(migrations, applied):
+                    todo = pending(migrations, applied)
+                    for migration in todo:
                         for statement in split_sql_script(migration.sql):
                             await conn.execute(statement)
                         await conn.execute(
@@ -147,6 +148,7 @@ class PostgresStore(Store):
                             "VALUES ($1, $2, now())",
                             migration.version, migration.name,
                         )
+                    self.migrated = [m.version for m in todo]
                     if not self.accept_interrupted_load and await postgres_bulk.interrupted(conn):
                         raise SchemaError(
                             f"{self.target.display()} is the destination of a `copy` that has "

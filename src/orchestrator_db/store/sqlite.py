@@ -109,6 +109,7 @@ class SQLiteStore(Store):
         await self.connection.open(load_migrations(self.dialect), self.schema_file,
                                    read_only=self.read_only)
         self.found_version = self.connection.found_version
+        self.migrated = self.connection.migrated
         try:
             if not self.read_only and is_wal(self.connection.get()):
                 await self.readers.open()

@@ -109,17 +109,18 @@ def rows_of(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 
 def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file: Path | None,
-             where: str) -> int:
+             where: str) -> tuple[int, list[int]]:
     """Apply pending migrations under the write lock (so two processes never both do).
 
-    Returns the schema version the database had before (0: new or empty).
+    Returns the schema version the database had before (0: new or empty) and the versions of
+    the migrations applied now.
     """
     with contextlib.suppress(sqlite3.OperationalError):
         # fetchall(): a half-read SELECT would keep a read lock open while others migrate.
         applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
         check_sqlite_schema(conn, applied, where)
         if not pending(migrations, applied) and schema_file is None:
-            return max(applied, default=0)
+            return max(applied, default=0), []
     conn.execute("BEGIN IMMEDIATE")
     try:
         from_file = False
@@ -137,7 +138,8 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
         found = 0 if from_file else max(applied, default=0)
         if not from_file:
             check_sqlite_schema(conn, applied, where)
-        for migration in pending(migrations, applied):
+        todo = pending(migrations, applied)
+        for migration in todo:
             for statement in split_sql_script(migration.sql):
                 conn.execute(statement)
             conn.execute(
@@ -148,7 +150,7 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return found
+    return found, [m.version for m in todo]
 
 
 class SQLiteConnection:
@@ -164,6 +166,8 @@ class SQLiteConnection:
         self._executor: ThreadPoolExecutor | None = None
         #: The schema version found when opening, before any migration (0: new or empty).
         self.found_version: int | None = None
+        #: The versions of the migrations applied when opening.
+        self.migrated: list[int] = []
 
     async def open(self, migrations: list[Migration], schema_file: Path | None, *,
                    read_only: bool = False) -> None:
@@ -190,7 +194,8 @@ class SQLiteConnection:
 
         def prepare(conn: sqlite3.Connection) -> None:
             setup_connection(conn, self.busy_timeout_ms)
-            self.found_version = _migrate(conn, migrations, schema_file, str(self.path))
+            self.found_version, self.migrated = _migrate(conn, migrations, schema_file,
+                                                         str(self.path))
         return self._connect(str(self.path), prepare, uri=False)
 
     def _connect_read_only(self, migrations: list[Migration], schema_file: Path | None
