@@ -100,7 +100,7 @@ def test_cost_axes_label_round_amounts(db_url: str, servers: Callable[..., Serve
             const { costAxis } = await import("/static/chart.js");
             const out = {};
             for (const [value, n] of [[0.07, 4], [0.1, 4], [0, 4], [1234, 4], [0.0003, 3],
-                                      [2.5, 3], [0.06, 3]]) {
+                                      [2.5, 3], [0.06, 3], [1e-9, 4]]) {
                 const axis = costAxis(value, n);
                 out[`${value}/${n}`] = [axis.max, axis.ticks.map((t) => t.label)];
             }
@@ -116,6 +116,7 @@ def test_cost_axes_label_round_amounts(db_url: str, servers: Callable[..., Serve
         "0.0003/3": (0.0003, ["$0.0000", "$0.0001", "$0.0002", "$0.0003"]),
         "2.5/3": (3, ["$0.00", "$1.00", "$2.00", "$3.00"]),
         "0.06/3": (0.06, ["$0.00", "$0.02", "$0.04", "$0.06"]),
+        "1e-9/4": (4e-6, ["$0.000000", "$0.000001", "$0.000002", "$0.000003", "$0.000004"]),
     }
     assert {k: v[1] for k, v in labels.items()} == {k: v[1] for k, v in want.items()}
     assert {k: v[0] for k, v in labels.items()} == pytest.approx({k: v[0] for k, v in want.items()})

@@ -9,7 +9,8 @@ import { fmtCost, s } from "./dom.js";
  * $0.025 and $0.08 at $0.075).
  */
 export function costAxis(value, intervals) {
-  const need = value > 0 ? value / intervals : 0.01;  // nothing spent: steps of $0.01
+  // Nothing spent: steps of $0.01; never under a millionth of a dollar, the labels' finest.
+  const need = Math.max(value > 0 ? value / intervals : 0.01, 1e-6);
   const exp = Math.pow(10, Math.floor(Math.log10(need)));
   const step = [1, 2, 5, 10].map((m) => m * exp).find((m) => m >= need * (1 - 1e-9));
   const decimals = Math.min(6, Math.max(2, Math.ceil(-Math.log10(step) - 1e-9)));
