@@ -90,11 +90,17 @@ async def test_processes_racing_to_create_a_new_database(engine: str, request: p
     url = request.getfixturevalue("pg_url" if engine == "postgresql" else "sqlite_url")
     start_at = time.time() + 1.5
     procs = [_spawn(RACE, url, str(start_at)) for _ in range(4)]
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        # Every process sees the whole schema, whichever of them created it.
-        assert int(out.strip()) == packaged_schema_version()
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            # Every process sees the whole schema, whichever of them created it.
+            assert int(out.strip()) == packaged_schema_version()
+    finally:  # on a failure, end the others and close their pipes here, not in a later test
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
     async with DatabaseManager(url=url) as db:
         rows = await db.store.fetch("SELECT version FROM schema_migrations ORDER BY version")
         versions = [r["version"] for r in rows]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -47,8 +49,19 @@ def setup_connection(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
     # Wait for other processes' locks while setting up (a new file is being created by two
     # processes at once, or a writer holds the lock); the hot path switches this off again.
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")  # sql-ok: int
-    # WAL: readers never block the writer and the writer never blocks readers.
-    conn.execute("PRAGMA journal_mode = WAL")
+    # WAL: readers never block the writer and the writer never blocks readers. Switching a new
+    # file to it takes an exclusive lock: when two processes open the new file at once, each
+    # holding a shared lock while asking for it, SQLite answers one of them "locked" at once,
+    # without waiting (it would deadlock): that one asks again until the busy timeout.
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))  # apart, so the two do not meet again
     # In WAL mode NORMAL is durable across application crashes and skips an fsync per commit.
     conn.execute("PRAGMA synchronous = NORMAL")
     # SQLite leaves foreign keys off unless asked, per connection.
