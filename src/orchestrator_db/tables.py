@@ -52,6 +52,7 @@ CHANGE_COLUMNS: tuple[str, ...] = ("position", "table_name", "op", "row_id", "se
 OTLP_SPANS_TABLE = "otlp_spans"
 OTLP_SPAN_COLUMNS: tuple[str, ...] = ("span_id", "trace_id", "parent_span_id", "agent_id",
                                       "is_agent", "orphan")
+OTLP_SPAN_KEY: tuple[str, ...] = ("span_id", "trace_id")  # its primary key
 ROLLUP_TABLE = "cost_rollups"
 ROLLUP_COLUMNS: tuple[str, ...] = ("day", "session_id", "agent_id", "orchestrator_agent_id",
                                    "model", "prompts", "tokens_input", "tokens_output",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
-from copy_helpers import populate
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "otlp"))  # otlphelpers: OTLP requests
+
+from copy_helpers import populate  # noqa: E402
 
 from orchestrator_db import DatabaseManager
 

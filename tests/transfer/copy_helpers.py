@@ -7,8 +7,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from otlphelpers import CHAT, PROTOBUF, agent_attrs, new_span, new_trace, span, traces
+
 from orchestrator_db import DatabaseManager
 from orchestrator_db.models import utc_now
+from orchestrator_db.otlp import OtlpReceiver
+from orchestrator_db.tables import OTLP_SPAN_COLUMNS, OTLP_SPANS_TABLE
 from orchestrator_db.transfer import COPY_TABLES, ROLLUP_COLUMNS
 
 ITERATORS = {
@@ -53,6 +57,37 @@ async def populate(db: DatabaseManager, *, logs: int = 120) -> None:
     await db.create_system_log("started", source="orchestrator", details={"pid": 1})
     await db.create_system_log("no source, no details")
     assert (await db.prune(cutoff, tables=("prompts",)))["prompts"] == 1
+    await send_spans(db, ORPHAN_TRACE)
+
+
+# A trace received over OpenTelemetry (its otlp_spans rows): an agent run "lead" with a chat
+# span, and a sub-agent "researcher" whose parent span (a handoff, ORPHAN_PARENT) has not arrived.
+ORPHAN_TRACE, ORPHAN_PARENT, LEAD = new_trace(), new_span(), new_span()
+
+
+async def send_spans(db: DatabaseManager, trace: bytes, *, parent_only: bool = False) -> None:
+    """Send the populated trace's spans (or only the orphan's missing parent) as OTLP."""
+    spans = [span(trace, ORPHAN_PARENT, "handoff", parent=LEAD)] if parent_only else [
+        span(trace, LEAD, "invoke_agent lead", attrs=agent_attrs("lead")),
+        span(trace, new_span(), "chat", parent=LEAD, attrs=CHAT),
+        span(trace, new_span(), "invoke_agent researcher", parent=ORPHAN_PARENT,
+             attrs=agent_attrs("researcher")),
+    ]
+    receiver = OtlpReceiver(db)
+    await receiver.start()
+    try:
+        result = await receiver.export("traces", traces(spans).SerializeToString(), PROTOBUF,
+                                       None)
+    finally:
+        await receiver.stop()
+    assert result.rejected == 0, result
+
+
+async def span_rows(db: DatabaseManager) -> list[tuple[Any, ...]]:
+    """The otlp_spans rows in a comparable form (ids as text, flags as bools, sorted)."""
+    rows = await db.store.fetch(f"SELECT {', '.join(OTLP_SPAN_COLUMNS)} FROM {OTLP_SPANS_TABLE}")
+    return sorted((r["span_id"], r["trace_id"], r["parent_span_id"], str(r["agent_id"]),
+                   bool(r["is_agent"]), bool(r["orphan"])) for r in rows)
 
 
 async def rollup_rows(db: DatabaseManager) -> list[dict[str, Any]]:
@@ -64,10 +99,12 @@ async def rollup_rows(db: DatabaseManager) -> list[dict[str, Any]]:
 
 
 async def read_all(db: DatabaseManager) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, in (created_at, id) order, as the public API returns them."""
-    out = {}
+    """Every row of every table, in (created_at, id) order, as the public API returns them;
+    the otlp_spans rows as ``span_rows`` gives them."""
+    out: dict[str, list[Any]] = {}
     for table in COPY_TABLES:
         out[table] = [row async for row in getattr(db, ITERATORS[table])()]
+    out[OTLP_SPANS_TABLE] = await span_rows(db)
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 from copy_helpers import populate, read_all, rollup_rows, with_bad_json_row
 
 from orchestrator_db import DatabaseManager
+from orchestrator_db.tables import OTLP_SPANS_TABLE
 from orchestrator_db.transfer import (
     COPY_TABLES,
     ROLLUP_TABLE,
@@ -24,10 +25,11 @@ async def test_sqlite_to_postgres_and_back(source_url: str, pg_url: str, tmp_pat
         before = await read_all(src)
         rollups = await rollup_rows(src)
     assert all(before[t] for t in COPY_TABLES) and len(rollups) == 1
+    assert len(before[OTLP_SPANS_TABLE]) == 3
 
     result = await copy_database(source_url, pg_url, batch_size=7)
     assert result.mode == "new" and result.verified
-    assert [t.table for t in result.tables] == [*COPY_TABLES, ROLLUP_TABLE]
+    assert [t.table for t in result.tables] == [*COPY_TABLES, ROLLUP_TABLE, OTLP_SPANS_TABLE]
     assert {t.table: t.copied_rows for t in result.tables} == {
         **{t: len(rows) for t, rows in before.items()}, ROLLUP_TABLE: 1}
     async with DatabaseManager(url=pg_url) as dst:

@@ -23,7 +23,14 @@ from ..config import Dialect, Target
 from ..ids import uuid7
 from ..jsoncodec import JsonText, dumps_json
 from ..models import is_canonical_ts, parse_ts
-from ..tables import CHANGE_COLUMNS, CHANGES_TABLE, JSON_FIELDS, TIME_FIELDS
+from ..tables import (
+    CHANGE_COLUMNS,
+    CHANGES_TABLE,
+    JSON_FIELDS,
+    OTLP_SPAN_KEY,
+    OTLP_SPANS_TABLE,
+    TIME_FIELDS,
+)
 from .digest import RowDigest
 from .migrations import Migration, load_migrations, split_sql_script
 
@@ -290,7 +297,8 @@ class Store(abc.ABC):
             sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
                    f"VALUES ({', '.join(q.p(None) for _ in columns)})")
             if skip_existing:
-                sql += " ON CONFLICT (id) DO NOTHING"
+                key_columns = OTLP_SPAN_KEY if table == OTLP_SPANS_TABLE else ("id",)
+                sql += f" ON CONFLICT ({', '.join(key_columns)}) DO NOTHING"
             self._insert_sql[key] = sql
         return sql
 
@@ -325,7 +333,8 @@ class Store(abc.ABC):
         """Insert parameter rows atomically, with the engine's fastest path.
 
         COPY on PostgreSQL, ``executemany`` on SQLite; one transaction, or the caller's.
-        ``skip_existing`` skips rows whose id is already there (``ON CONFLICT (id) DO NOTHING``).
+        ``skip_existing`` skips rows whose id (for ``otlp_spans``, whose key) is already there
+        (``ON CONFLICT (id) DO NOTHING``).
         """
 
     def encode_many(self, table: str, columns: Sequence[str],

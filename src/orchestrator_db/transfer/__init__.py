@@ -29,6 +29,10 @@ How it keeps "nothing lost, nothing twice":
   first differing row. A merge looks every source row up in the destination instead.
 - ``cost_rollups`` (no id: one row per day, session, agent and model) is copied after the five
   record tables as a whole, and compared as a multiset of rows.
+- ``otlp_spans`` (no id, no time: the spans received over OpenTelemetry and the agent run
+  holding each) goes last, in key order, batch by batch, with ``ON CONFLICT DO NOTHING`` on its
+  key, so a re-run or a merge adds only what is missing; every source row is then looked up in
+  the destination (``spans``).
 
 Measured (benchmarks/bench_copy.py, 1M agent_logs rows SQLite → PostgreSQL, pgloader 3.6.9 in
 the same run, on a 2-core machine shared with other work): the copy, verified, took 14-34 s
@@ -43,8 +47,9 @@ by the verification, not copied again. Nothing else should write to the destinat
 while its change-feed triggers are off, its followers would not see those writes.
 
 The modules, by concern: ``checksums`` (canonical lines, row-by-row comparison), ``rows`` (read,
-convert, write), ``rollups`` (``cost_rollups``), ``verify`` (verification), ``copy`` (the copy
-loop, resume and merge), ``results`` and ``errors`` (what a copy reports).
+convert, write), ``rollups`` (``cost_rollups``), ``spans`` (``otlp_spans``), ``verify``
+(verification), ``copy`` (the copy loop, resume and merge), ``results`` and ``errors`` (what a
+copy reports).
 """
 
 from ..tables import ROLLUP_COLUMNS, ROLLUP_TABLE

@@ -14,7 +14,7 @@ from ..config import parse_url
 from ..errors import OrchestratorDBError
 from ..manager import CoreManager
 from ..store.digest import InvalidJsonError, RowDigest
-from ..tables import COLUMNS, ROLLUP_TABLE, TABLES
+from ..tables import COLUMNS, OTLP_SPANS_TABLE, ROLLUP_TABLE, TABLES
 from .errors import CopyError, CopyInterrupted
 from .results import CopyResult, Mode, ProgressCallback, TableCopy
 from .rollups import Rollups, plan_rollups, verify_rollups, write_missing
@@ -29,6 +29,7 @@ from .rows import (
     record_batches,
     write,
 )
+from .spans import copy_spans, verify_spans
 from .verify import verify_digest, verify_merge
 
 # Dependency order: every table comes after the tables it references.
@@ -113,11 +114,13 @@ async def copy_database(
 
 @dataclass
 class _Plan:
-    """What this run has to do: per table, where the copy starts; the rollups, if both have them."""
+    """What this run has to do: per table, where the copy starts; the rollups and the spans,
+    if both sides have them."""
 
     tables: list[TableCopy]
     starts: dict[str, Key | None]
     rollups: Rollups | None
+    spans: TableCopy | None
 
 
 async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
@@ -144,13 +147,19 @@ async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
         tables.append(rt)
         if rollups.extra and not merge:
             foreign.append(f"{ROLLUP_TABLE}: {rollups.extra:,} rows")
+    spans: TableCopy | None = None
+    if await has_table(src, OTLP_SPANS_TABLE) and await has_table(dst, OTLP_SPANS_TABLE):
+        # Its rows reference agents: any the destination holds came with agents checked above.
+        spans = TableCopy(OTLP_SPANS_TABLE, source_rows=await count(src, OTLP_SPANS_TABLE),
+                          existing_rows=await count(dst, OTLP_SPANS_TABLE))
+        tables.append(spans)
     if foreign:
         raise CopyError(
             f"the destination already holds data that is not an interrupted copy of this source "
             f"(in {', '.join(foreign)}); pass merge=True to add the source's rows to it",
             field="merge",
         )
-    return _Plan(tables, starts, rollups)
+    return _Plan(tables, starts, rollups, spans)
 
 
 @dataclass
@@ -176,7 +185,7 @@ async def _copy(src: CoreManager, dst: CoreManager, *, batch_size: int, merge: b
     has_data = any(t.existing_rows for t in tables)
     mode: Mode = "merge" if merge and has_data else "resume" if has_data else "new"
     result = CopyResult(src.target.display(), dst.target.display(), mode, tables)
-    records = [t for t in tables if t.table != ROLLUP_TABLE]
+    records = [t for t in tables if t.table in COPY_TABLES]
     batches = _Batches(stop_after_batches)
     if merge:
         # Rows merged into a live database are news to its followers: written the normal way,
@@ -189,6 +198,8 @@ async def _copy(src: CoreManager, dst: CoreManager, *, batch_size: int, merge: b
         await _copy_rollups(dst, tables, plan.rollups, progress)
         if verify:
             await _verify(src, dst, tables, plan.rollups, None, merge=True, progress=progress)
+        await _copy_spans(src, dst, plan.spans, batch_size=batch_size, merge=True,
+                          verify=verify, progress=progress, batches=batches)
         result.verified = verify
         return result
 
@@ -218,6 +229,8 @@ async def _copy(src: CoreManager, dst: CoreManager, *, batch_size: int, merge: b
         if source is not None:  # ended, or no longer wanted (its error, if any, is seen)
             source.cancel()
             await asyncio.gather(source, return_exceptions=True)
+    await _copy_spans(src, dst, plan.spans, batch_size=batch_size, merge=False, verify=verify,
+                      progress=progress, batches=batches)
     await _continue_change_log(src, dst)
     result.verified = verify
     return result
@@ -227,7 +240,8 @@ async def _copy_rollups(dst: CoreManager, tables: list[TableCopy], rollups: Roll
                         progress: ProgressCallback | None) -> None:
     if rollups is not None and rollups.missing:
         await write_missing(dst, rollups)
-        tables[-1].copied_rows = len(rollups.missing)
+        [t] = [t for t in tables if t.table == ROLLUP_TABLE]
+        t.copied_rows = len(rollups.missing)
         if progress:
             progress("copy", ROLLUP_TABLE, len(rollups.source), len(rollups.source))
 
@@ -236,7 +250,7 @@ async def _verify(src: CoreManager, dst: CoreManager, tables: list[TableCopy],
                   rollups: Rollups | None, source: Awaitable[dict[str, RowDigest]] | None, *,
                   merge: bool, progress: ProgressCallback | None) -> None:
     """Check every table; raise ``VerificationError`` (or ``CopyError``) at the first problem."""
-    records = [t for t in tables if t.table != ROLLUP_TABLE]
+    records = [t for t in tables if t.table in COPY_TABLES]
     if source is not None:
         try:
             target = await dst.store.table_digests({t.table: COLUMNS[t.table] for t in records})
@@ -245,6 +259,8 @@ async def _verify(src: CoreManager, dst: CoreManager, tables: list[TableCopy],
             raise CopyError(f"{exc}; fix or delete it, then run the copy again",
                             table=exc.table) from exc
     for t in tables:
+        if t.table == OTLP_SPANS_TABLE:
+            continue  # after its copy (_copy_spans)
         if t.table == ROLLUP_TABLE:
             assert rollups is not None
             await verify_rollups(dst, t, rollups, merge=merge)
@@ -263,6 +279,18 @@ async def _restore(dst: CoreManager) -> None:
             f"could not restore the destination's indexes, foreign keys and change-feed "
             f"triggers after a copy's bulk load: {exc}; fix that, then run the copy again"
         ) from exc
+
+
+async def _copy_spans(src: CoreManager, dst: CoreManager, spans: TableCopy | None, *,
+                      batch_size: int, merge: bool, verify: bool,
+                      progress: ProgressCallback | None, batches: _Batches) -> None:
+    """Copy ``otlp_spans`` (``spans.py``) once the agents they reference are in; verify it."""
+    if spans is None:
+        return
+    await copy_spans(src, dst, spans, batch_size=batch_size, progress=progress,
+                     written=batches.written)
+    if verify:
+        await verify_spans(src, dst, spans, merge=merge, progress=progress)
 
 
 async def _nothing() -> None:

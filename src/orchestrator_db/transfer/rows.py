@@ -59,7 +59,7 @@ async def read_records(db: CoreManager, table: str, after: Key | None, limit: in
     return await db.store.fetch_records(sql, params)
 
 
-async def _prefetched(read: Callable[[Key | None], Awaitable[list[T]]],
+async def prefetched(read: Callable[[Key | None], Awaitable[list[T]]],
                       key: Callable[[T], Key], after: Key | None, batch_size: int
                       ) -> AsyncGenerator[list[T], None]:
     """Yield ``read(after)`` batch after batch; the next one is read while this one is used."""
@@ -92,7 +92,7 @@ async def record_batches(src: CoreManager, table: str, after: Key | None, batch_
     refused.
     """
     created = COLUMNS[table].index("created_at")
-    batches = _prefetched(lambda a: read_records(src, table, a, batch_size),
+    batches = prefetched(lambda a: read_records(src, table, a, batch_size),
                           lambda r: (r[created], r[0]), after, batch_size)
     async with contextlib.aclosing(batches):
         async for records in batches:
@@ -114,7 +114,7 @@ def invalid_json(table: str, batches: Iterable[list[list[Any]]]) -> CopyError | 
 
 def scan(db: CoreManager, table: str, batch_size: int) -> AsyncGenerator[list[Row], None]:
     """Yield every row in (created_at, id) order, in batches; the next one is read meanwhile."""
-    return _prefetched(lambda a: read(db, table, a, batch_size),
+    return prefetched(lambda a: read(db, table, a, batch_size),
                        lambda r: (r["created_at"], r["id"]), None, batch_size)
 
 
@@ -179,6 +179,7 @@ __all__ = [
     "invalid_json",
     "is_prefix",
     "last_key",
+    "prefetched",
     "read",
     "read_records",
     "record_batches",
