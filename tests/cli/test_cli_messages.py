@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from cli_helpers import invoke, run, sample_data
 
 from orchestrator_db.config import Dialect
@@ -39,17 +40,24 @@ def test_upgrade_says_migrated_from_and_to(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"migrated {path} from version 3 to {NEWEST}"
 
 
-def test_upgrade_says_which_missing_migration_it_applied(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [3, 4])  # 4 adds columns: it failed with "duplicate column"
+def test_upgrade_says_which_missing_migration_it_applied(tmp_path: Path, version: int) -> None:
     """The newest version was recorded but an older one was not: it used to say "already up to
     date" while it applied that one."""
     path = tmp_path / "o.db"
     assert run("upgrade", "--db", str(path)).returncode == 0
     with sqlite3.connect(path) as conn:
-        conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+        schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        conn.execute("DELETE FROM schema_migrations WHERE version = ?", (version,))
     conn.close()
     result = run("upgrade", "--db", str(path))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"applied migration(s) 3 that {path} lacked (version {NEWEST})"
+    assert result.stdout.strip() == (f"applied migration(s) {version} that {path} lacked "
+                                     f"(version {NEWEST})")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name"
+                            ).fetchall() == schema
+    conn.close()
     again = run("upgrade", "--db", str(path))
     assert again.stdout.strip() == f"{path} is already up to date (version {NEWEST})"
 

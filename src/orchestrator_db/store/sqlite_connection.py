@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -121,6 +122,24 @@ def rows_of(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     return out
 
 
+# SQLite has no ADD COLUMN IF NOT EXISTS (PostgreSQL's migrations say it).
+_ADD_COLUMN = re.compile(r"(?:\s*--[^\n]*\n)*\s*ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)",
+                         re.IGNORECASE)
+
+
+def _migration_statement(conn: sqlite3.Connection, statement: str) -> None:
+    """Run one statement of a migration; an ADD COLUMN whose column is there is skipped.
+
+    A migration runs again when its row in ``schema_migrations`` is gone but later ones are
+    there (``upgrade`` re-applies it): each of its other statements says IF NOT EXISTS.
+    """
+    added = _ADD_COLUMN.match(statement)
+    if added and conn.execute("SELECT 1 FROM pragma_table_info(?) WHERE name = ?",
+                              (added[1], added[2])).fetchall():
+        return
+    conn.execute(statement)
+
+
 def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file: Path | None,
              where: str) -> tuple[int, list[int]]:
     """Apply pending migrations under the write lock (so two processes never both do).
@@ -154,7 +173,7 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
         todo = pending(migrations, applied)
         for migration in todo:
             for statement in split_sql_script(migration.sql):
-                conn.execute(statement)
+                _migration_statement(conn, statement)
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, format_ts(datetime.now().astimezone())),
