@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import invoke, run, sample_data
 
+from dbhelpers import sqlite_at_old_schema
 from orchestrator_db.config import Dialect
-from orchestrator_db.store.migrations import load_migrations, split_sql_script
+from orchestrator_db.store.migrations import load_migrations
 
 NEWEST = load_migrations(Dialect.SQLITE)[-1].version
 
@@ -25,16 +26,7 @@ def test_upgrade_says_created_then_already_up_to_date(tmp_path: Path) -> None:
 
 def test_upgrade_says_migrated_from_and_to(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)  # a database made by a release that had migrations 1-3
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY NOT NULL, "
-                 "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-    for migration in load_migrations(Dialect.SQLITE)[:3]:
-        for statement in split_sql_script(migration.sql):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, '2026-11-01')",
-                     (migration.version, migration.name))
-    conn.commit()
-    conn.close()
+    sqlite_at_old_schema(path, 3)  # a database made by a release that had migrations 1-3
     result = run("upgrade", "--db", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"migrated {path} from version 3 to {NEWEST}"

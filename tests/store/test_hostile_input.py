@@ -70,6 +70,15 @@ async def refused(db: DatabaseManager, call: Awaitable[Any], field: str) -> Vali
     return info.value
 
 
+async def refused_writing_nothing(db: DatabaseManager, call: Call, field: str) -> None:
+    """Make the parent rows, then check that ``call`` is refused naming ``field``, writing
+    nothing."""
+    p = await parents(db)
+    before = await snapshot(db)
+    await refused(db, call(db, p), field)
+    assert await snapshot(db) == before
+
+
 # text: NUL and lone surrogates ------------------------------------------------------------------
 def _writes(bad: str) -> dict[str, tuple[Call, str]]:
     return {
@@ -109,11 +118,7 @@ WRITE_NAMES = list(_writes("x"))
 @pytest.mark.parametrize("what", WRITE_NAMES)
 async def test_bad_text_is_refused_naming_the_field_and_nothing_is_written(
         db: DatabaseManager, bad: str, what: str) -> None:
-    p = await parents(db)
-    before = await snapshot(db)
-    call, field = _writes(bad)[what]
-    await refused(db, call(db, p), field)
-    assert await snapshot(db) == before
+    await refused_writing_nothing(db, *_writes(bad)[what])
 
 
 def _filters(bad: str) -> dict[str, tuple[Call, str]]:
@@ -191,11 +196,7 @@ TIMED_NAMES = list(_timed(TOO_LATE))
 @pytest.mark.parametrize("what", TIMED_NAMES)
 async def test_time_outside_years_1_to_9999_is_a_validation_error(
         db: DatabaseManager, when: Any, what: str) -> None:
-    p = await parents(db)
-    before = await snapshot(db)
-    call, field = _timed(when)[what]
-    await refused(db, call(db, p), field)
-    assert await snapshot(db) == before
+    await refused_writing_nothing(db, *_timed(when)[what])
 
 
 def craft_cursor(created_at: str, row_id: str, order: str = "asc") -> str:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from dbhelpers import sqlite_at_old_schema
 from orchestrator_db import DatabaseManager, SchemaError
 from orchestrator_db.config import Dialect
-from orchestrator_db.store.migrations import load_migrations, split_sql_script
+from orchestrator_db.store.migrations import load_migrations
 from orchestrator_db.transfer import copy_database
 
 
@@ -32,17 +32,7 @@ async def test_copy_leaves_the_source_file_as_it_was(tmp_path: Path) -> None:
 
 async def test_a_source_at_an_older_schema_is_refused_not_migrated(tmp_path: Path) -> None:
     source = tmp_path / "old.db"
-    migrations = load_migrations(Dialect.SQLITE)
-    conn = sqlite3.connect(source)
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT "
-                 "NULL, applied_at TEXT NOT NULL)")
-    for migration in migrations[:-1]:  # every migration but the newest
-        for statement in split_sql_script(migration.sql):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, '2026-01-01')",
-                     (migration.version, migration.name))
-    conn.commit()
-    conn.close()
+    sqlite_at_old_schema(source, len(load_migrations(Dialect.SQLITE)) - 1)  # all but the newest
     before = _digest(source)
     with pytest.raises(SchemaError, match="orchestrator-db upgrade"):
         await copy_database(f"sqlite:///{source}", f"sqlite:///{tmp_path / 'copy.db'}")
