@@ -204,6 +204,21 @@ async def read_back(engines: Engines, getter: str, ids: Mapping[str, str], what:
     return rows
 
 
+async def check_update(engines: Engines, record: str, specs: Mapping[str, Spec],
+                       ids: Mapping[str, str], update: dict[str, Any], changed: list[str],
+                       *required: str) -> None:
+    """``update_<record>(id, **update)`` on both engines: the outcome the oracle gives (the
+    ``required`` columns may not become None), and the row read back as it says."""
+    expected = verdicts(specs, update)
+    not_null(expected, update, *required)
+    what = f"update_{record}({show(update, 400)})"
+    outcome = await on_both(
+        engines, lambda name, db: getattr(db, f"update_{record}")(ids[name], **update), what)
+    tally(specs, changed, expected)
+    if check(what, outcome, expected):
+        assert_stored(what, await read_back(engines, f"get_{record}", ids, what), expected)
+
+
 # orchestrator agents ---------------------------------------------------------------------------
 @fuzz_settings()
 @given(data=st.data())
@@ -264,13 +279,7 @@ async def test_agent_fields(engines: Engines, data: st.DataObject) -> None:
     rows = await read_back(engines, "get_agent", ids, what)
     assert_stored(what, rows, unless_now(expected, "started_at", "completed_at"))
 
-    expected = verdicts(AGENT_UPDATE, update)
-    not_null(expected, update, "session_id")
-    what = f"update_agent({show(update, 400)})"
-    outcome = await on_both(engines, lambda name, db: db.update_agent(ids[name], **update), what)
-    tally(AGENT_UPDATE, changed, expected)
-    if check(what, outcome, expected):
-        assert_stored(what, await read_back(engines, "get_agent", ids, what), expected)
+    await check_update(engines, "agent", AGENT_UPDATE, ids, update, changed, "session_id")
 
 
 # prompts ---------------------------------------------------------------------------------------
@@ -304,14 +313,8 @@ async def test_prompt_fields(engines: Engines, data: st.DataObject) -> None:
     if check(what, outcome, expected):
         assert_stored(what, await read_back(engines, "get_prompt", ids, what), expected)
 
-    expected = verdicts(PROMPT_UPDATE, update)
-    not_null(expected, update, "content", "tokens_input", "tokens_output", "cost_usd", "status")
-    what = f"update_prompt({show(update, 400)})"
-    outcome = await on_both(engines, lambda name, db: db.update_prompt(ids[name], **update),
-                            what)
-    tally(PROMPT_UPDATE, changed, expected)
-    if check(what, outcome, expected):
-        assert_stored(what, await read_back(engines, "get_prompt", ids, what), expected)
+    await check_update(engines, "prompt", PROMPT_UPDATE, ids, update, changed, "content",
+                       "tokens_input", "tokens_output", "cost_usd", "status")
 
 
 # logs ------------------------------------------------------------------------------------------
@@ -351,14 +354,8 @@ async def test_agent_log_fields(engines: Engines, data: st.DataObject) -> None:
         stored = await read_back(engines, "get_agent_log", ids, f"{what} row {index}")
         assert_stored(f"{what} row {index}", stored, unless_now(expected, "created_at"))
 
-    expected = verdicts(AGENT_LOG_UPDATE, update)
-    not_null(expected, update, "message", "log_type", "log_level")
-    what = f"update_agent_log({show(update, 400)})"
-    outcome = await on_both(engines, lambda name, db: db.update_agent_log(first[name], **update),
-                            what)
-    tally(AGENT_LOG_UPDATE, changed, expected)
-    if check(what, outcome, expected):
-        assert_stored(what, await read_back(engines, "get_agent_log", first, what), expected)
+    await check_update(engines, "agent_log", AGENT_LOG_UPDATE, first, update, changed,
+                       "message", "log_type", "log_level")
 
 
 @fuzz_settings()
@@ -378,14 +375,8 @@ async def test_system_log_fields(engines: Engines, data: st.DataObject) -> None:
     assert_stored(what, await read_back(engines, "get_system_log", ids, what),
                   unless_now(expected, "created_at"))
 
-    expected = verdicts(SYSTEM_LOG_UPDATE, update)
-    not_null(expected, update, "message", "log_level")
-    what = f"update_system_log({show(update, 400)})"
-    outcome = await on_both(engines, lambda name, db: db.update_system_log(ids[name], **update),
-                            what)
-    tally(SYSTEM_LOG_UPDATE, changed, expected)
-    if check(what, outcome, expected):
-        assert_stored(what, await read_back(engines, "get_system_log", ids, what), expected)
+    await check_update(engines, "system_log", SYSTEM_LOG_UPDATE, ids, update, changed,
+                       "message", "log_level")
 
 
 # filters ---------------------------------------------------------------------------------------
