@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 
 import pytest
+from group_helpers import ten_writers_the_first_cancelled
 
 from orchestrator_db import DatabaseManager, ForeignKeyError
 
@@ -81,30 +82,14 @@ async def test_group_writes_wait_for_an_open_transaction(db: DatabaseManager) ->
     assert messages == sorted(f"w{i}" for i in range(20))
 
 
-async def _ten_writers_the_first_cancelled(db: DatabaseManager, *, once_started: bool) -> None:
-    """Start ten awaited writes, cancel the first (before it ran, or once every task ran up to
-    its await: then it leads the group); the nine others must commit."""
-    oa = await db.create_orchestrator_agent("o")
-    agent = await db.create_agent(oa, "s")
-    tasks = [asyncio.create_task(db.create_agent_log(agent, f"m{i}")) for i in range(10)]
-    if once_started:
-        await asyncio.sleep(0)  # each task ran up to its await: task 0 leads, 1-9 joined
-    tasks[0].cancel()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert isinstance(results[0], asyncio.CancelledError)
-    assert all(isinstance(r, str) for r in results[1:])
-    messages = sorted(r["message"] for r in await db.list_agent_logs(agent, limit=1000))
-    assert messages == sorted(f"m{i}" for i in range(1, 10))
-
-
 async def test_a_cancelled_writer_does_not_disturb_the_group(db: DatabaseManager) -> None:
-    await _ten_writers_the_first_cancelled(db, once_started=False)
+    await ten_writers_the_first_cancelled(db, once_started=False)
 
 
 async def test_cancelling_the_group_leader_still_commits_the_others(sqlite_url: str) -> None:
     async with DatabaseManager(url=sqlite_url) as db:
         # The leader is cancelled while it yields before committing.
-        await _ten_writers_the_first_cancelled(db, once_started=True)
+        await ten_writers_the_first_cancelled(db, once_started=True)
 
 
 async def test_a_loop_of_lone_writes_still_lets_timers_and_other_tasks_run(sqlite_url: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from group_helpers import ten_writers_the_first_cancelled
 
 from orchestrator_db import (
     ConstraintError,
@@ -229,16 +230,10 @@ async def test_a_failing_commit_fails_every_caller_of_its_group(
 
 
 async def test_cancelling_the_first_writer_still_commits_the_others(db: DatabaseManager) -> None:
-    agent = await new_agent(db)
-    tasks = [asyncio.create_task(db.create_agent_log(agent, f"m{i}")) for i in range(10)]
-    await asyncio.sleep(0)  # each task ran up to its await: task 0 opened the group, 1-9 joined
-    assert len(store_of(db)._groups.queue) == 10
-    tasks[0].cancel()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert isinstance(results[0], asyncio.CancelledError)
-    assert all(isinstance(r, str) for r in results[1:])
-    messages = sorted(r["message"] for r in await db.list_agent_logs(agent, limit=1000))
-    assert messages == sorted(f"m{i}" for i in range(1, 10))
+    def all_queued() -> None:  # task 0 opened the group, 1-9 joined
+        assert len(store_of(db)._groups.queue) == 10
+
+    await ten_writers_the_first_cancelled(db, once_started=True, started=all_queued)
 
 
 async def test_a_writer_cancelled_while_its_group_commits_leaves_the_others_alone(
