@@ -93,6 +93,24 @@ async def test_snapshot_sees_one_moment_and_does_not_hold_up_writers(db: Databas
     assert await count(db) == 2
 
 
+async def test_a_write_inside_a_snapshot_commits_on_its_own_on_both_engines(
+        db: DatabaseManager) -> None:
+    """The snapshot is for reading: a write inside it (or a transaction opened in it) does not
+    join it. It commits at once (PostgreSQL used to refuse it: "read-only transaction"), the
+    snapshot keeps its view, and an error ending the block does not take the write back."""
+    await db.create_system_log("before")
+    with pytest.raises(RuntimeError, match="block fails"):
+        async with db.store.snapshot():
+            assert await count(db, heavy=True) == 1  # the snapshot is taken
+            written = await db.create_system_log("inside")
+            async with db.transaction():
+                await db.create_system_log("in a transaction inside")
+            assert await count(db, heavy=True) == 1  # still the snapshot's view
+            raise RuntimeError("the block fails")
+    assert await count(db) == 3
+    assert (await db.get_system_log(written))["message"] == "inside"
+
+
 async def test_snapshots_in_parallel(db: DatabaseManager) -> None:
     for i in range(5):
         await db.create_system_log(f"r{i}")

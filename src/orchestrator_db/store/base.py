@@ -71,11 +71,14 @@ class TxState:
     depth: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     outer: TxState | None = None  # current_tx of the code that opened this level
+    read_only: bool = False  # a read snapshot (``Store.snapshot``): writes never join it
 
     @classmethod
-    def opened(cls, store: Store, conn: Any, depth: int = 0) -> TxState:
+    def opened(cls, store: Store, conn: Any, depth: int = 0, *, read_only: bool = False
+               ) -> TxState:
         """Return a new level opened by the current task, inside its current transaction."""
-        return cls(store, conn, owner=asyncio.current_task(), depth=depth, outer=current_tx.get())
+        return cls(store, conn, owner=asyncio.current_task(), depth=depth, outer=current_tx.get(),
+                   read_only=read_only)
 
 
 # The innermost transaction level the current task is in, if any (see TxState for who may use it).
@@ -92,12 +95,16 @@ def active_tx(store: Store) -> TxState | None:
     return tx
 
 
-async def hold_tx(store: Store) -> TxState | None:
+async def hold_tx(store: Store, *, write: bool = False) -> TxState | None:
     """Return the level the current task's next statement on ``store`` belongs to, or None.
 
-    The level's ``lock`` is held on return: release it once the statement has run.
+    A ``write`` (or a transaction opened) inside a read snapshot does not join it: it commits
+    on its own, as outside any transaction, on both engines. The level's ``lock`` is held on
+    return: release it once the statement has run.
     """
     while (tx := active_tx(store)) is not None:
+        if write and tx.read_only:
+            return None
         await tx.lock.acquire()
         if tx.active:
             return tx

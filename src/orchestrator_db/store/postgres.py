@@ -175,13 +175,15 @@ class PostgresStore(Store):
         return self._pool
 
     # statements ------------------------------------------------------------------------------
-    async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]], *, atomic: bool) -> T:
+    async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]], *, atomic: bool,
+                   write: bool = True) -> T:
         """Run ``op`` in the caller's transaction, or on a pool connection of its own.
 
         On a pool connection, ``atomic`` wraps it in a transaction (a single statement is one).
+        A ``write`` never joins a read snapshot (``hold_tx``).
         """
         try:
-            tx = await hold_tx(self)
+            tx = await hold_tx(self, write=write)
             if tx is not None:
                 try:
                     return await op(tx.conn)
@@ -197,10 +199,11 @@ class PostgresStore(Store):
 
     async def fetch(self, sql: str, params: Sequence[Any] = (), *, heavy: bool = False
                     ) -> list[dict[str, Any]]:
-        return rows_of(await self._run(lambda c: c.fetch(sql, *params), atomic=False))
+        return rows_of(await self._run(lambda c: c.fetch(sql, *params), atomic=False,
+                                       write=False))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        tx = await hold_tx(self)
+        tx = await hold_tx(self, write=True)
         if tx is None:
             if self.group_commit:
                 return await self._groups.execute(sql, params)
@@ -217,7 +220,7 @@ class PostgresStore(Store):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        outer = await hold_tx(self)
+        outer = await hold_tx(self, write=True)
         if outer is not None:  # a savepoint, holding the enclosing level for its whole block
             try:
                 savepoint = outer.conn.transaction()  # nested: asyncpg makes a savepoint
@@ -254,8 +257,8 @@ class PostgresStore(Store):
                 await transaction.start()
             except DRIVER_ERRORS as exc:
                 raise translate_error(exc) from exc
-            async with tx_level(TxState.opened(self, conn), commit=transaction.commit,
-                                rollback=transaction.rollback):
+            async with tx_level(TxState.opened(self, conn, read_only=True),
+                                commit=transaction.commit, rollback=transaction.rollback):
                 yield
 
     # bulk ------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from ..jsoncodec import JsonText
 from ..models import format_ts
 from ..tables import CHANGE_FIELDS, JSON_FIELDS
 from . import sqlite_bulk
-from .base import Query, Store, TxState, active_tx, current_tx, hold_tx, tx_level
+from .base import Query, Store, TxState, current_tx, hold_tx, tx_level
 from .changes import ChangeReader
 from .digest import RowDigest
 from .migrations import load_migrations, split_sql_script
@@ -133,7 +133,7 @@ class SQLiteStore(Store):
         try:
             connection.get()
             # Outside every transaction (most statements) there is no level to look for.
-            tx = None if current_tx.get() is None else await self._hold_tx(write)
+            tx = None if current_tx.get() is None else await hold_tx(self, write=write)
             if tx is not None:
                 try:
                     if not heavy:
@@ -158,18 +158,6 @@ class SQLiteStore(Store):
                 return await connection.in_thread(connection.unit_waiting, fn, write)
         except sqlite3.Error as exc:
             raise translate_error(exc, self.busy_timeout_ms) from exc
-
-    async def _hold_tx(self, write: bool) -> TxState | None:
-        """``hold_tx``, except that a write (or a transaction) never joins a read snapshot.
-
-        A snapshot reads on a query-only reader: what a task writes inside one commits on its
-        own, as outside any transaction (a snapshot is only opened outside transactions).
-        """
-        if write:
-            tx = active_tx(self)
-            if tx is not None and self.readers.owns(tx.conn):
-                return None
-        return await hold_tx(self)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T], heavy: bool) -> T:
         """A read outside any transaction: on the inline reader, or on the pool if ``heavy``."""
@@ -198,7 +186,7 @@ class SQLiteStore(Store):
     async def transaction(self) -> AsyncIterator[None]:
         connection = self.connection
         connection.get()
-        outer = await self._hold_tx(write=True)
+        outer = await hold_tx(self, write=True)
         if outer is not None:  # a savepoint, holding the enclosing level for its whole block
             try:
                 async with self._savepoint(outer):
@@ -248,7 +236,9 @@ class SQLiteStore(Store):
         """A read transaction on ``conn`` for the block.
 
         Deferred: the first read takes the WAL snapshot; no lock is taken, so the writers (this
-        process's, on a reader's snapshot, and other processes') go on meanwhile.
+        process's, on a reader's snapshot, and other processes') go on meanwhile. On a reader,
+        writes inside the block do not join it (``hold_tx``): they commit on their own. Without
+        WAL (no readers) the block is on the one connection, under its lock, so they join it.
         """
         conn.execute("BEGIN")
 
@@ -256,7 +246,8 @@ class SQLiteStore(Store):
             if conn.in_transaction:
                 conn.execute("COMMIT")
 
-        async with tx_level(TxState.opened(self, conn), commit=end, rollback=end):
+        level = TxState.opened(self, conn, read_only=self.readers.owns(conn))
+        async with tx_level(level, commit=end, rollback=end):
             yield
 
     def _savepoint(self, outer: TxState) -> contextlib.AbstractAsyncContextManager[None]:
