@@ -260,7 +260,8 @@ class Store(abc.ABC):
         """Read in one consistent snapshot: every read in the block sees the same commits.
 
         For aggregates over several tables (a prune committing between two of their reads
-        would count the same cost twice). Inside a transaction, the transaction's own view.
+        would count the same cost twice). Inside a transaction, the transaction's own view. A
+        write (or a transaction) inside the block does not join it: it commits on its own.
         """
         if active_tx(self) is not None:
             yield
