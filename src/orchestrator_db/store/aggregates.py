@@ -148,6 +148,9 @@ _SQLITE_LEAVE = """\
                                       WHERE session_id = OLD.session_id)
     WHERE session_id = OLD.session_id AND started_at = OLD.created_at;
 """
+# cost_totals is computed whole from cost_days and cost_rollups, not added to: `upgrade` runs
+# this migration again when its row in schema_migrations is gone (migrations.pending), and an
+# addition would count the rollups twice (the other two skip the rows they hold already).
 _SQLITE_BACKFILL = """\
 INSERT OR IGNORE INTO sessions (session_id, started_at)
 SELECT session_id, min(created_at) FROM agents GROUP BY session_id;
@@ -158,15 +161,17 @@ SELECT p.agent_id, substr(p.created_at, 1, 10), p.model, min(a.session_id),
        sum(p.cost_usd)
 FROM prompts p JOIN agents a ON a.id = p.agent_id
 GROUP BY p.agent_id, substr(p.created_at, 1, 10), p.model;
+DELETE FROM cost_totals;
 INSERT INTO cost_totals (day, orchestrator_agent_id, model, prompts, tokens_input,
                          tokens_output, cost_usd)
 SELECT day, orchestrator_agent_id, model, sum(prompts), sum(tokens_input), sum(tokens_output),
        sum(cost_usd)
-FROM cost_rollups WHERE true GROUP BY day, orchestrator_agent_id, model
-ON CONFLICT (day, orchestrator_agent_id, (model IS NULL), coalesce(model, '')) DO UPDATE SET
-    prompts = prompts + excluded.prompts, tokens_input = tokens_input + excluded.tokens_input,
-    tokens_output = tokens_output + excluded.tokens_output,
-    cost_usd = cost_usd + excluded.cost_usd;
+FROM (SELECT day, orchestrator_agent_id, model, prompts, tokens_input, tokens_output, cost_usd
+      FROM cost_days
+      UNION ALL
+      SELECT day, orchestrator_agent_id, model, prompts, tokens_input, tokens_output, cost_usd
+      FROM cost_rollups)
+GROUP BY day, orchestrator_agent_id, model HAVING sum(prompts) > 0;
 """
 # The rowid span: rows get rowid max + 1, so it counts them until rows in the middle are
 # deleted (then it overestimates: used, and labelled, for big tables only). One max() or min()

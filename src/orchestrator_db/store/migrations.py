@@ -254,11 +254,20 @@ def _strip_comments(text: str) -> str:
 
 
 def pending(migrations: list[Migration], applied: set[int]) -> list[Migration]:
-    """Return the migrations not applied yet; SchemaError if the database is the newer one."""
+    """Return the migrations to run, in order; SchemaError if the database is the newer one.
+
+    Those not applied yet, and, when one is missing below a newer one that is recorded (its row
+    in ``schema_migrations`` was deleted), every migration after it too: run alone it could undo
+    what a later one changed (0005 creates an index that 0007 drops). Each migration is written
+    to run twice safely (IF NOT EXISTS; SQLite's ADD COLUMN is skipped when the column is there),
+    so running them again in order ends with the schema a new database gets. The caller records
+    only the versions not in ``applied``.
+    """
     newest = migrations[-1].version
     if applied and max(applied) > newest:
         raise SchemaError(
             f"the database schema (version {max(applied)}) is newer than this orchestrator-db "
             f"(version {newest}); upgrade the package"
         )
-    return [m for m in migrations if m.version not in applied]
+    missing = [m.version for m in migrations if m.version not in applied]
+    return [m for m in migrations if missing and m.version >= missing[0]]

@@ -143,12 +143,13 @@ class PostgresStore(Store):
                     for migration in todo:
                         for statement in split_sql_script(migration.sql):
                             await conn.execute(statement)
-                        await conn.execute(
-                            "INSERT INTO schema_migrations (version, name, applied_at) "
-                            "VALUES ($1, $2, now())",
-                            migration.version, migration.name,
-                        )
-                    self.migrated = [m.version for m in todo]
+                        if migration.version not in applied:
+                            await conn.execute(
+                                "INSERT INTO schema_migrations (version, name, applied_at) "
+                                "VALUES ($1, $2, now())",
+                                migration.version, migration.name,
+                            )
+                    self.migrated = [m.version for m in todo if m.version not in applied]
                     if not self.accept_interrupted_load and await postgres_bulk.interrupted(conn):
                         raise SchemaError(
                             f"{self.target.display()} is the destination of a `copy` that has "

@@ -174,15 +174,16 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
         for migration in todo:
             for statement in split_sql_script(migration.sql):
                 _migration_statement(conn, statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (migration.version, migration.name, format_ts(datetime.now().astimezone())),
-            )
+            if migration.version not in applied:
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, format_ts(datetime.now().astimezone())),
+                )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return found, [m.version for m in todo]
+    return found, [m.version for m in todo if m.version not in applied]
 
 
 class SQLiteConnection:
