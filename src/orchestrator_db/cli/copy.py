@@ -46,11 +46,12 @@ def copy_command(
 ) -> None:
     """Copy every record to another database (SQLite → PostgreSQL or back).
 
-    The five record tables in dependency order, then the cost rollups, with ids and timestamps
-    kept, in batches (COPY on PostgreSQL). Interrupted? Run it again: it continues where it
-    stopped, never duplicating. At the end row counts and per-table checksums of both sides are
-    compared; any difference is an error. A destination that already holds other data is
-    refused unless --merge. Stop writers on the source while it is copied.
+    The five record tables in dependency order, then the cost rollups and the received
+    OpenTelemetry spans, with ids and timestamps kept, in batches (COPY on PostgreSQL).
+    Interrupted? Run it again: it continues where it stopped, never duplicating. At the end
+    row counts and per-table checksums of both sides are compared; any difference is an
+    error. A destination that already holds other data is refused unless --merge. Stop
+    writers on the source while it is copied.
     """
     try:
         if dst_url is not None:
