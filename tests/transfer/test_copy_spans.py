@@ -7,6 +7,7 @@ and a sub-agent "researcher" whose parent span had not arrived (an orphan row).
 from __future__ import annotations
 
 import math
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from orchestrator_db import DatabaseManager
 from orchestrator_db.tables import OTLP_SPANS_TABLE
 from orchestrator_db.transfer import (
     COPY_TABLES,
+    CopyError,
     CopyInterrupted,
     VerificationError,
     copy_database,
@@ -108,3 +110,20 @@ async def test_verification_sees_a_changed_or_extra_span_row(
     # Merged into, the destination may hold more.
     result = await copy_database(source_url, dst, merge=True)
     assert result.verified
+
+
+@pytest.mark.parametrize("target", ["postgresql", "sqlite"])
+async def test_a_refused_span_row_is_named(source_url: str, target: str,
+                                           request: pytest.FixtureRequest,
+                                           tmp_path: Path) -> None:
+    """Another tool wrote a span row (foreign keys off) whose agent does not exist: the copy
+    names that row, not only its batch."""
+    path = source_url.removeprefix("sqlite:///")
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute(f"INSERT INTO {OTLP_SPANS_TABLE} (span_id, trace_id, agent_id) VALUES "
+                     "('ffffffffffffffff', 'ee', '01a20000-0000-7000-8000-00000000dead')")
+    conn.close()
+    with pytest.raises(CopyError, match="could not write span ffffffffffffffff of trace ee"):
+        await copy_database(source_url, _target(target, request, tmp_path))

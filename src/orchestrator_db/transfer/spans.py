@@ -65,12 +65,9 @@ async def copy_spans(src: CoreManager, dst: CoreManager, t: TableCopy, *, batch_
     try:
         async for records in batches:
             try:
-                await dst.store.insert_many(OTLP_SPANS_TABLE, OTLP_SPAN_COLUMNS, records,
-                                            skip_existing=True)
+                await _write(dst, records)
             except OrchestratorDBError as exc:
-                raise CopyError(f"could not write a batch of {t.table} (first span "
-                                f"{records[0][0]} of trace {records[0][1]}): {exc}",
-                                table=t.table) from exc
+                raise await _refused(dst, t, records, exc) from exc
             done += len(records)
             if progress:
                 progress("copy", t.table, done, max(t.source_rows, done))
@@ -78,6 +75,26 @@ async def copy_spans(src: CoreManager, dst: CoreManager, t: TableCopy, *, batch_
     finally:
         await batches.aclose()
     t.copied_rows = await count(dst, t.table) - t.existing_rows
+
+
+async def _write(db: CoreManager, records: list[list[Any]]) -> None:
+    await db.store.insert_many(OTLP_SPANS_TABLE, OTLP_SPAN_COLUMNS, records, skip_existing=True)
+
+
+async def _refused(dst: CoreManager, t: TableCopy, records: list[list[Any]],
+                   exc: OrchestratorDBError) -> CopyError:
+    """Write a refused batch's rows one at a time; return the error naming the first refused.
+
+    Rows written here are ones the copy writes anyway (a re-run skips them).
+    """
+    for record in records:
+        try:
+            await _write(dst, [record])
+        except OrchestratorDBError as refused:
+            return CopyError(f"could not write span {record[0]} of trace {record[1]} into "
+                             f"{t.table}: {refused}", table=t.table)
+    return CopyError(f"could not write a batch of {t.table} (first span {records[0][0]} of "
+                     f"trace {records[0][1]}): {exc}", table=t.table)
 
 
 async def verify_spans(src: CoreManager, dst: CoreManager, t: TableCopy, *, merge: bool,
