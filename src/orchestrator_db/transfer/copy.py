@@ -22,6 +22,7 @@ from .rows import (
     Key,
     converter,
     count,
+    count_if_present,
     has_table,
     invalid_json,
     is_prefix,
@@ -148,10 +149,11 @@ async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
         if rollups.extra and not merge:
             foreign.append(f"{ROLLUP_TABLE}: {rollups.extra:,} rows")
     spans: TableCopy | None = None
-    if await has_table(src, OTLP_SPANS_TABLE) and await has_table(dst, OTLP_SPANS_TABLE):
+    span_rows = await count_if_present(src, OTLP_SPANS_TABLE)
+    existing_spans = await count_if_present(dst, OTLP_SPANS_TABLE)
+    if span_rows is not None and existing_spans is not None:
         # Its rows reference agents: any the destination holds came with agents checked above.
-        spans = TableCopy(OTLP_SPANS_TABLE, source_rows=await count(src, OTLP_SPANS_TABLE),
-                          existing_rows=await count(dst, OTLP_SPANS_TABLE))
+        spans = TableCopy(OTLP_SPANS_TABLE, source_rows=span_rows, existing_rows=existing_spans)
         tables.append(spans)
     if foreign:
         raise CopyError(

@@ -124,13 +124,18 @@ async def count(db: CoreManager, table: str) -> int:
     return int(rows[0]["n"])
 
 
+async def count_if_present(db: CoreManager, table: str) -> int | None:
+    """Return how many rows ``table`` holds, or None when the database lacks it (an older
+    schema)."""
+    try:
+        return await count(db, table)
+    except SchemaError:
+        return None
+
+
 async def has_table(db: CoreManager, table: str) -> bool:
     """Whether the database has ``table`` (an older schema may lack it)."""
-    try:
-        await count(db, table)
-    except SchemaError:
-        return False
-    return True
+    return await count_if_present(db, table) is not None
 
 
 async def last_key(db: CoreManager, table: str) -> Key | None:
@@ -175,6 +180,7 @@ __all__ = [
     "Row",
     "converter",
     "count",
+    "count_if_present",
     "has_table",
     "invalid_json",
     "is_prefix",
