@@ -13,12 +13,10 @@ from .models import Agent, AgentLog, OrchestratorAgent, Prompt, SystemLog
 
 # Each table's columns, in order: the fields of its record model, which declares them once
 # (with their types and defaults) and which every row the manager returns matches.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    table: tuple(record.model_fields)
-    for table, record in (("orchestrator_agents", OrchestratorAgent), ("agents", Agent),
-                          ("prompts", Prompt), ("agent_logs", AgentLog),
-                          ("system_logs", SystemLog))
-}
+_RECORDS = (("orchestrator_agents", OrchestratorAgent), ("agents", Agent), ("prompts", Prompt),
+            ("agent_logs", AgentLog), ("system_logs", SystemLog))
+COLUMNS: dict[str, tuple[str, ...]] = {table: tuple(record.model_fields)
+                                       for table, record in _RECORDS}
 # The record tables in dependency order: parents before the rows that reference them.
 TABLES: tuple[str, ...] = tuple(COLUMNS)
 # Nullable columns added after the first schema (migration 0004: OpenTelemetry), per table: an
@@ -28,6 +26,9 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     for table, columns in COLUMNS.items()
 }
 JSON_FIELDS = frozenset({"metadata", "details", "capabilities"})
+# Columns of floating-point numbers (their record models declare them as float).
+FLOAT_FIELDS = frozenset(name for _, record in _RECORDS
+                         for name, field in record.model_fields.items() if field.annotation is float)
 TIME_FIELDS = frozenset({"created_at", "updated_at", "started_at", "completed_at"})
 UUID_FIELDS = frozenset({"id", "agent_id", "orchestrator_agent_id", "parent_agent_id"})
 NOT_NULL: dict[str, frozenset[str]] = {

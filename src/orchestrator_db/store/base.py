@@ -171,6 +171,20 @@ class Query:
         return f"${len(self.params)}"
 
 
+
+def insert_statement(table: str, columns: Sequence[str], source: str, *,
+                     skip_existing: bool = False) -> str:
+    """Return ``INSERT INTO table (columns) <source>``, with ``skip_existing`` ignoring rows
+    whose key is already there (``id``; for ``otlp_spans``, the only table without one, its
+    span and trace ids). ``source`` is ``VALUES (...)`` or a ``SELECT``; a SELECT ends in a
+    WHERE clause, which SQLite needs before an ON CONFLICT clause."""
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) {source}"
+    if skip_existing:
+        key_columns = OTLP_SPAN_KEY if table == OTLP_SPANS_TABLE else ("id",)
+        sql += f" ON CONFLICT ({', '.join(key_columns)}) DO NOTHING"
+    return sql
+
+
 class Store(abc.ABC):
     """One engine's connection(s) and the primitives the manager builds on."""
 
@@ -302,11 +316,9 @@ class Store(abc.ABC):
         sql = self._insert_sql.get(key)
         if sql is None:  # made once per statement: every awaited write asks for one
             q = self.query()
-            sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
-                   f"VALUES ({', '.join(q.p(None) for _ in columns)})")
-            if skip_existing:
-                key_columns = OTLP_SPAN_KEY if table == OTLP_SPANS_TABLE else ("id",)
-                sql += f" ON CONFLICT ({', '.join(key_columns)}) DO NOTHING"
+            sql = insert_statement(table, columns,
+                                   f"VALUES ({', '.join(q.p(None) for _ in columns)})",
+                                   skip_existing=skip_existing)
             self._insert_sql[key] = sql
         return sql
 
@@ -479,6 +491,7 @@ __all__ = [
     "active_tx",
     "current_tx",
     "hold_tx",
+    "insert_statement",
     "load_migrations",
     "split_sql_script",
     "tx_level",

@@ -40,6 +40,7 @@ from .changes import ChangeReader
 from .digest import RowDigest
 from .migrations import load_migrations, split_sql_script
 from .sqlite_backup import backup_file, restore_file
+from .sqlite_batch import insert_rows
 from .sqlite_changes import RECORDED_MIN_ROWS, SQLiteChangeReader, insert_recorded
 from .sqlite_connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -271,14 +272,17 @@ class SQLiteStore(Store):
                           rows: Sequence[Sequence[Any]], *, skip_existing: bool = False) -> None:
         if not rows:
             return
-        sql = self.insert_sql(table, columns, skip_existing=skip_existing)
         if len(rows) == 1:
-            await self.execute(sql, rows[0])
-        elif table in CHANGE_FIELDS and len(rows) >= RECORDED_MIN_ROWS:  # sqlite_changes.py
-            await self.run(functools.partial(insert_recorded, table=table, sql=sql, rows=rows),
-                           write=True, heavy=len(rows) > INLINE_ROWS)
-        else:
-            await self.executemany(sql, rows)
+            await self.execute(self.insert_sql(table, columns, skip_existing=skip_existing),
+                               rows[0])
+            return
+        # sqlite_changes.py: a large insert records its changes at once; sqlite_batch.py: the
+        # rows go in by one statement.
+        insert = insert_recorded if table in CHANGE_FIELDS and len(rows) >= RECORDED_MIN_ROWS \
+            else insert_rows
+        await self.run(functools.partial(insert, table=table, columns=columns, rows=rows,
+                                         skip_existing=skip_existing),
+                       write=True, heavy=len(rows) > INLINE_ROWS)
 
     async def fetch_records(self, sql: str, params: Sequence[Any] = ()) -> list[list[Any]]:
         def fetch(conn: sqlite3.Connection) -> list[list[Any]]:
@@ -305,11 +309,12 @@ class SQLiteStore(Store):
     async def load_batches(self, table: str, columns: Sequence[str],
                            batches: AsyncIterator[Sequence[Sequence[Any]]],
                            committed: Callable[[int], None]) -> None:
-        sql, params = self.insert_sql(table, columns), self.record_params(columns)
+        params = self.record_params(columns)
         async for records in batches:
             if records:
                 rows = [params(r) for r in records]
-                await self.run(functools.partial(sqlite_bulk.insert_batch, sql=sql, rows=rows),
+                await self.run(functools.partial(sqlite_bulk.insert_batch, table=table,
+                                                 columns=columns, rows=rows),
                                write=True, heavy=True)
                 committed(len(rows))
 

@@ -29,6 +29,7 @@ from ..errors import OrchestratorDBError
 from ..models import parse_ts
 from ..tables import CHANGE_COLUMNS, CHANGES_TABLE
 from .digest import InvalidJsonError, RowDigest, layout
+from .sqlite_batch import insert_rows
 
 T = TypeVar("T")
 DIGEST_BATCH = 5_000  # rows fetched at a time while hashing a table
@@ -40,10 +41,11 @@ PROCESS_ROWS = 100_000
 DIGEST_PROCESSES = 1
 
 
-def insert_batch(conn: sqlite3.Connection, *, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+def insert_batch(conn: sqlite3.Connection, *, table: str, columns: Sequence[str],
+                 rows: Sequence[Sequence[Any]]) -> None:
     """Insert ``rows`` (in the caller's transaction) and delete the change rows they made."""
     (newest,) = conn.execute(f"SELECT coalesce(max(position), 0) FROM {CHANGES_TABLE}").fetchone()
-    conn.executemany(sql, rows)
+    insert_rows(conn, table, columns, rows)
     conn.execute(f"DELETE FROM {CHANGES_TABLE} WHERE position > ?", (newest,))
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import NotConnectedError
 from .changes import ChangeReader
 from .migrations import sqlite_inserted_changes_sql
+from .sqlite_batch import insert_rows
 from .sqlite_connection import rows_of, setup_connection, translate_error
 
 if TYPE_CHECKING:
@@ -93,9 +94,10 @@ class SQLiteChangeReader(ChangeReader):
         return frozenset()  # one writer at a time: positions commit in order
 
 
-def insert_recorded(conn: sqlite3.Connection, *, table: str, sql: str,
-                    rows: Sequence[Sequence[Any]]) -> None:
-    """Insert ``rows`` into a change-feed table with ``sql`` and record their changes at once.
+def insert_recorded(conn: sqlite3.Connection, *, table: str, columns: Sequence[str],
+                    rows: Sequence[Sequence[Any]], skip_existing: bool = False) -> None:
+    """Insert ``rows`` into a change-feed table (``insert_rows``) and record their changes at
+    once.
 
     On SQLite the mere presence of a row trigger doubles what each inserted row costs, so for a
     large insert the table's insert trigger is dropped, the rows are inserted, their change rows
@@ -110,12 +112,12 @@ def insert_recorded(conn: sqlite3.Connection, *, table: str, sql: str,
                          (trigger,)).fetchone()
     (before,) = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {table}").fetchone()
     if found is None or before >= _LAST_ROWID:  # no feed on this table, or no rowid range
-        conn.executemany(sql, rows)
+        insert_rows(conn, table, columns, rows, skip_existing=skip_existing)
         return
     conn.execute("SAVEPOINT orchestrator_db_recorded")
     try:
         conn.execute(f"DROP TRIGGER {trigger}")
-        conn.executemany(sql, rows)
+        insert_rows(conn, table, columns, rows, skip_existing=skip_existing)
         conn.execute(record, (before,))
         conn.execute(found[0])
     except BaseException:
