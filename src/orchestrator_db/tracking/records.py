@@ -6,6 +6,7 @@ cleaned with the same checks every write path applies (``clean_text``, ``encode_
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -75,9 +76,16 @@ def stored_details(details: Any) -> Any:
     if details is None or isinstance(details, JsonText):
         return details
     try:
+        if len(details) == 1 and isinstance(logger := details.get("logger"), str):
+            return _logger_only(logger)  # most records: no extras, only the logger's name
         return encode_json(details)
     except ValueError as exc:
         return encode_json({"details_dropped": str(exc), "keys": sorted(details)[:50]})
+
+
+@functools.lru_cache(maxsize=1024)  # a process has few loggers
+def _logger_only(logger: str) -> Any:
+    return encode_json({"logger": logger})
 
 
 def created_at_of(timestamp: float) -> datetime:
@@ -94,6 +102,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OrchestratorDBError | OSError)
 
 
+@functools.lru_cache(maxsize=4096)  # a process logs for few agents, record after record
 def canonical_uuid(value: str) -> str | None:
     try:
         return str(uuid.UUID(value))
