@@ -20,11 +20,16 @@ async def writer(url: str, *args: str) -> Any:
     return await asyncio.to_thread(run_writer, url, *args)
 
 
+async def receive(ws: ClientConnection) -> Any:
+    """Return the next message, decoded; fail after EVENT_TIMEOUT."""
+    return json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))
+
+
 async def messages_until(ws: ClientConnection, log_ids: list[str]) -> list[Any]:
     """Receive messages until the last of ``log_ids`` has arrived; return the decoded messages."""
     out: list[Any] = []
     while True:
-        out.append(json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT)))
+        out.append(await receive(ws))
         if any(e["id"] == log_ids[-1] for e in out[-1]):
             return out
 
@@ -55,7 +60,7 @@ async def test_replay_after_a_position_is_batched(db_url: str,
     made = await writer(db_url, "setup", "batch-2")
     async with connect(f"{server.ws}/ws/events?session_id=batch-2") as ws:
         [first] = await writer(db_url, "logs", made["agent_id"], "1", "before")
-        while (event := json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT)))["id"] != first:
+        while (event := await receive(ws))["id"] != first:
             pass
     last = event["position"]
     missed = await writer(db_url, "logs", made["agent_id"], "5", "while away", "ERROR")
@@ -63,7 +68,7 @@ async def test_replay_after_a_position_is_batched(db_url: str,
                        "&min_level=error") as ws:
         replayed = await messages_until(ws, missed)
         [live] = await writer(db_url, "logs", made["agent_id"], "1", "live", "CRITICAL")
-        after = json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))
+        after = await receive(ws)
     # The missed events (usually one replayed batch, one message), then the live one: nothing
     # below min_level, nothing repeated.
     assert [e["id"] for m in replayed for e in m] == missed
@@ -78,7 +83,7 @@ async def test_batch_false_is_one_event_a_message(db_url: str,
         ids = await writer(db_url, "logs", made["agent_id"], "3", "single")
         got: list[dict[str, Any]] = []
         while not got or got[-1]["id"] != ids[-1]:
-            got.append(json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT)))
+            got.append(await receive(ws))
     assert all(isinstance(m, dict) for m in got)
     assert [m["id"] for m in got if m["table"] == "agent_logs"] == ids
 
@@ -86,7 +91,7 @@ async def test_batch_false_is_one_event_a_message(db_url: str,
 async def test_bad_batch_value(db_url: str, servers: Callable[..., Server]) -> None:
     server = servers(db_url)
     async with connect(f"{server.ws}/ws/events?batch=sometimes") as ws:
-        error = json.loads(await asyncio.wait_for(ws.recv(), EVENT_TIMEOUT))
+        error = await receive(ws)
         await asyncio.wait_for(ws.wait_closed(), EVENT_TIMEOUT)
     assert error["error"]["field"] == "batch" and error["error"]["type"] == "ValidationError"
     assert ws.close_code == 1008

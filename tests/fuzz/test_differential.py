@@ -204,18 +204,32 @@ async def read_back(engines: Engines, getter: str, ids: Mapping[str, str], what:
     return rows
 
 
+async def attempt(engines: Engines, what: str, specs: Mapping[str, Spec], args: dict[str, Any],
+                  hostile: list[str], call: Call, *required: str
+                  ) -> tuple[dict[str, Any] | None, dict[str, Verdict]]:
+    """Run ``call`` on both engines; its outcome must be the oracle's for ``args`` (the
+    ``required`` columns may not be None). Return what each engine returned, or None when the
+    call was refused as expected, and the oracle's verdicts."""
+    expected = verdicts(specs, args)
+    not_null(expected, args, *required)
+    outcome = await on_both(engines, call, what)
+    tally(specs, hostile, expected)
+    if not check(what, outcome, expected):
+        return None, expected
+    assert isinstance(outcome, Ok)
+    return outcome.values, expected
+
+
 async def check_update(engines: Engines, record: str, specs: Mapping[str, Spec],
                        ids: Mapping[str, str], update: dict[str, Any], changed: list[str],
                        *required: str) -> None:
     """``update_<record>(id, **update)`` on both engines: the outcome the oracle gives (the
     ``required`` columns may not become None), and the row read back as it says."""
-    expected = verdicts(specs, update)
-    not_null(expected, update, *required)
     what = f"update_{record}({show(update, 400)})"
-    outcome = await on_both(
-        engines, lambda name, db: getattr(db, f"update_{record}")(ids[name], **update), what)
-    tally(specs, changed, expected)
-    if check(what, outcome, expected):
+    done, expected = await attempt(
+        engines, what, specs, update, changed,
+        lambda name, db: getattr(db, f"update_{record}")(ids[name], **update), *required)
+    if done is not None:
         assert_stored(what, await read_back(engines, f"get_{record}", ids, what), expected)
 
 
@@ -267,15 +281,11 @@ async def test_agent_fields(engines: Engines, data: st.DataObject) -> None:
                                          "completed_at": None})
     args["status"] = data.draw(st.sampled_from(AGENT_STATUSES), label="status")
     update, changed = mutate(data, AGENT_UPDATE, {})
-    expected = verdicts(AGENT, args)
     what = f"create_agent({show(args, 400)})"
-    outcome = await on_both(
-        engines, lambda name, db: db.create_agent(parent[name]["oa"], **args), what)
-    tally(AGENT, hostile, expected)
-    if not check(what, outcome, expected):
+    ids, expected = await attempt(engines, what, AGENT, args, hostile,
+                                  lambda name, db: db.create_agent(parent[name]["oa"], **args))
+    if ids is None:
         return
-    assert isinstance(outcome, Ok)
-    ids = outcome.values
     rows = await read_back(engines, "get_agent", ids, what)
     assert_stored(what, rows, unless_now(expected, "started_at", "completed_at"))
 
@@ -293,24 +303,20 @@ async def test_prompt_fields(engines: Engines, data: st.DataObject) -> None:
     done, completed = mutate(data, COMPLETE_PROMPT, {"response": "r", "tokens_input": 1,
                                                      "tokens_output": 2, "cost_usd": 0.5})
     update, changed = mutate(data, PROMPT_UPDATE, {})
-    expected = verdicts(PROMPT, args)
     what = f"create_prompt({show(args, 400)})"
-    outcome = await on_both(
-        engines, lambda name, db: db.create_prompt(parent[name]["agent"], **args), what)
-    tally(PROMPT, hostile, expected)
-    if check(what, outcome, expected):
-        assert isinstance(outcome, Ok)
-        assert_stored(what, await read_back(engines, "get_prompt", outcome.values, what),
-                      expected)
+    created, expected = await attempt(
+        engines, what, PROMPT, args, hostile,
+        lambda name, db: db.create_prompt(parent[name]["agent"], **args))
+    if created is not None:
+        assert_stored(what, await read_back(engines, "get_prompt", created, what), expected)
 
     ids = {name: parent[name]["prompt"] for name in parent}
-    expected = verdicts(COMPLETE_PROMPT, done)
     what = f"complete_prompt({show(done, 400)})"
-    outcome = await on_both(engines, lambda name, db: db.complete_prompt(
-        ids[name], done["response"], tokens_input=done["tokens_input"],
-        tokens_output=done["tokens_output"], cost_usd=done["cost_usd"]), what)
-    tally(COMPLETE_PROMPT, completed, expected)
-    if check(what, outcome, expected):
+    answered, expected = await attempt(
+        engines, what, COMPLETE_PROMPT, done, completed, lambda name, db: db.complete_prompt(
+            ids[name], done["response"], tokens_input=done["tokens_input"],
+            tokens_output=done["tokens_output"], cost_usd=done["cost_usd"]))
+    if answered is not None:
         assert_stored(what, await read_back(engines, "get_prompt", ids, what), expected)
 
     await check_update(engines, "prompt", PROMPT_UPDATE, ids, update, changed, "content",
@@ -364,14 +370,11 @@ async def test_system_log_fields(engines: Engines, data: st.DataObject) -> None:
     args, hostile = mutate(data, SYSTEM_LOG, {"message": "m", "source": None, "details": None,
                                               "created_at": None, "log_level": "INFO"})
     update, changed = mutate(data, SYSTEM_LOG_UPDATE, {})
-    expected = verdicts(SYSTEM_LOG, args)
     what = f"create_system_log({show(args, 400)})"
-    outcome = await on_both(engines, lambda name, db: db.create_system_log(**args), what)
-    tally(SYSTEM_LOG, hostile, expected)
-    if not check(what, outcome, expected):
+    ids, expected = await attempt(engines, what, SYSTEM_LOG, args, hostile,
+                                  lambda name, db: db.create_system_log(**args))
+    if ids is None:
         return
-    assert isinstance(outcome, Ok)
-    ids = outcome.values
     assert_stored(what, await read_back(engines, "get_system_log", ids, what),
                   unless_now(expected, "created_at"))
 

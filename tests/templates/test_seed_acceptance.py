@@ -73,6 +73,12 @@ def sh(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120)
 
 
+def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with this environment's interpreter in the project, as the user would."""
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=project_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "orchestrator"
@@ -180,8 +186,7 @@ def test_explicit_missing_schema_file_is_a_file_not_found_error(project: Path) -
             "    except FileNotFoundError as exc:\n"
             "        print(type(exc).__name__, exc)\n"
             "asyncio.run(main())\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=project, env=project_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = run_python(code, project)
     assert result.stdout.startswith("SchemaNotFoundError schema file not found"), result.stderr
 
 
@@ -198,7 +203,6 @@ def test_sync_manager_of_the_project(project: Path) -> None:
             "with SyncDatabaseManager() as db:\n"
             "    oa = db.create_orchestrator_agent('sync-agent', capabilities='a,b')\n"
             "    print(OrchestratorAgent.model_validate(db.get_orchestrator_agent(oa)).capabilities)\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=project, env=project_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = run_python(code, project)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "['a', 'b']\n"

@@ -40,6 +40,16 @@ async def write_lock(db: DatabaseManager) -> AsyncIterator[None]:
             await pg.close()
 
 
+async def one_agent_handler(db: DatabaseManager, logger: logging.Logger, url: str | None = None,
+                            **options: int) -> tuple[str, OrchestratorDBHandler]:
+    """Create one agent run and a handler on ``logger`` writing to ``url`` (default ``db``)."""
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    handler = OrchestratorDBHandler(db if url is None else url, **options)
+    logger.addHandler(handler)
+    return agent, handler
+
+
 async def test_threads_and_coroutines_all_land_in_order(db: DatabaseManager,
                                                         logger: logging.Logger) -> None:
     oa = await db.create_orchestrator_agent("o")
@@ -88,10 +98,8 @@ async def test_threads_and_coroutines_all_land_in_order(db: DatabaseManager,
 
 async def test_full_queue_counts_drops_instead_of_blocking(
         db: DatabaseManager, logger: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
-    oa = await db.create_orchestrator_agent("o")
-    agent = await db.create_agent(oa, "s")
-    handler = OrchestratorDBHandler(db, batch_size=5, flush_interval_ms=0, queue_size=10)
-    logger.addHandler(handler)
+    agent, handler = await one_agent_handler(db, logger, batch_size=5, flush_interval_ms=0,
+                                             queue_size=10)
     async with write_lock(db):
         # The writer is stuck behind the lock: at most one batch (5) is out of the queue and
         # 10 wait in it; every other record must be refused at once, not waited for.
@@ -116,10 +124,8 @@ async def test_full_queue_counts_drops_instead_of_blocking(
 
 async def test_emit_never_waits_for_the_database(db: DatabaseManager,
                                                  logger: logging.Logger) -> None:
-    oa = await db.create_orchestrator_agent("o")
-    agent = await db.create_agent(oa, "s")
-    handler = OrchestratorDBHandler(db, batch_size=500, flush_interval_ms=10, queue_size=20_000)
-    logger.addHandler(handler)
+    agent, handler = await one_agent_handler(db, logger, batch_size=500, flush_interval_ms=10,
+                                             queue_size=20_000)
     async with write_lock(db):
         # With the database locked by another connection, 10,000 emits on the event loop still
         # return, and nothing is written yet: emit only queues.
@@ -135,10 +141,7 @@ async def test_emit_never_waits_for_the_database(db: DatabaseManager,
 
 async def test_details_keep_extra_fields_and_exceptions(db: DatabaseManager,
                                                         logger: logging.Logger) -> None:
-    oa = await db.create_orchestrator_agent("o")
-    agent = await db.create_agent(oa, "s")
-    handler = OrchestratorDBHandler(db.target.url, flush_interval_ms=1)
-    logger.addHandler(handler)
+    agent, handler = await one_agent_handler(db, logger, db.target.url, flush_interval_ms=1)
     try:
         {}["nope"]
     except KeyError:
