@@ -65,9 +65,15 @@ def insert_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],
             pass
         else:
             if _NUL not in payload:
-                conn.execute(batch, (payload,))
+                # As text: SQLite 3.45 and later read a BLOB argument as its binary JSONB.
+                conn.execute(batch, (payload.decode(),))
                 return
     conn.executemany(one, rows)
 
 
-__all__ = ["insert_rows"]
+def json_array_text(values: Sequence[str]) -> str:
+    """Return text values as one JSON array, for ``json_each`` (as text, not a BLOB)."""
+    return orjson.dumps(list(values)).decode()
+
+
+__all__ = ["insert_rows", "json_array_text"]
