@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -26,6 +27,37 @@ def run(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     env["COLUMNS"] = "200"
     return subprocess.run([sys.executable, "-m", "orchestrator_db.cli", *args], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=120)
+
+
+# A process started in the background of a non-interactive shell inherits SIGINT ignored (POSIX),
+# and Python then installs no KeyboardInterrupt handler: a test's Ctrl-C would do nothing when
+# the tests themselves run that way. The child takes back SIGINT's default handler first.
+_INTERRUPTIBLE_CLI = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('orchestrator_db.cli', run_name='__main__', alter_sys=True)")
+
+
+def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``python -m orchestrator_db.cli ARGS`` as a real process that SIGINT stops."""
+    return subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE_CLI, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def interrupt(proc: subprocess.Popen[str]) -> str:
+    """Stop ``proc`` as Ctrl-C does (killed if it has not ended 30 s later), close its pipes;
+    return what it wrote to stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None and proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    return err
 
 
 def sample_data(url: str) -> dict[str, Any]:

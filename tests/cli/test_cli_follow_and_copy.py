@@ -6,13 +6,11 @@ import asyncio
 import json
 import os
 import queue
-import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
-from cli_helpers import invoke, sample_data
+from cli_helpers import interrupt, invoke, sample_data, start
 
 from orchestrator_db import DatabaseManager
 
@@ -34,11 +32,8 @@ def _next_line(lines: queue.Queue[str], proc: subprocess.Popen[str]) -> str:
 def test_logs_follow_prints_new_lines_from_another_process(db_url: str) -> None:
     ids = sample_data(db_url)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_db.cli", "logs", "--follow", "--json", "--url",
-         db_url, "--agent", ids["a1"], "-n", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc = start("logs", "--follow", "--json", "--url", db_url, "--agent", ids["a1"], "-n", "2",
+                 env=env)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     try:
@@ -54,17 +49,7 @@ def test_logs_follow_prints_new_lines_from_another_process(db_url: str) -> None:
         live = [json.loads(_next_line(lines, proc))["message"] for _ in range(3)]
         assert live == ["live 0", "live 1", "live 2"]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.stdout is not None and proc.stderr is not None
-        err = proc.stderr.read()
-        proc.stdout.close()
-        proc.stderr.close()
+        err = interrupt(proc)
     assert proc.returncode == 0, err
     assert lines.empty()  # nothing twice, nothing from the other agent
     assert "Traceback" not in err
@@ -94,11 +79,7 @@ def test_logs_follow_from_an_empty_database(tmp_path: Path) -> None:
             oa = await db.create_orchestrator_agent("o")
             return await db.create_agent(oa, "s")
     agent = asyncio.run(setup())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_db.cli", "logs", "-f", "--url", url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = start("logs", "-f", "--url", url, env={**os.environ, "COLUMNS": "200"})
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
     try:
@@ -110,9 +91,5 @@ def test_logs_follow_from_an_empty_database(tmp_path: Path) -> None:
         assert "INFO" in line and agent[-8:] in line and "step_start" in line
         assert "first [bold]words[/bold]" in line
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        assert proc.stdout is not None and proc.stderr is not None
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == 0
+        err = interrupt(proc)
+    assert proc.returncode == 0, err
