@@ -171,7 +171,6 @@ class Query:
         return f"${len(self.params)}"
 
 
-
 def insert_statement(table: str, columns: Sequence[str], source: str, *,
                      skip_existing: bool = False) -> str:
     """Return ``INSERT INTO table (columns) <source>``, with ``skip_existing`` ignoring rows

@@ -76,7 +76,8 @@ def stored_details(details: Any) -> Any:
     if details is None or isinstance(details, JsonText):
         return details
     try:
-        if len(details) == 1 and isinstance(logger := details.get("logger"), str):
+        if (isinstance(details, dict) and len(details) == 1
+                and isinstance(logger := details.get("logger"), str)):
             return _logger_only(logger)  # most records: no extras, only the logger's name
         return encode_json(details)
     except ValueError as exc:
