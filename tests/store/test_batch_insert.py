@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator_db import DatabaseManager
-from orchestrator_db.store.sqlite_batch import insert_rows
+from orchestrator_db.store.sqlite_batch import delete_ids, insert_rows
 
 # Text JSON could be mistaken for, or must escape: every control character but NUL (which no
 # engine stores), quotes, backslashes, escapes spelled out, characters outside the BMP.
@@ -88,3 +88,15 @@ def test_sqlite_batch_stores_what_executemany_stores(rows: list[list[Any]],
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # sqlite3's datetime adapter
         assert _stored(rows, batch, skip_existing) == _stored(rows, plain, skip_existing)
+
+
+def test_sqlite_delete_ids_deletes_exactly_those_ids() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE system_logs (id TEXT PRIMARY KEY, message)")
+    ids = [f"id-{i}" for i in range(40_000)] + ['quote " and \\ and 😀']
+    conn.executemany("INSERT INTO system_logs VALUES (?, 'm')", [(i,) for i in ids])
+    # More ids than SQLite takes parameters (32,766), some of them absent.
+    gone = ids[::2] + ["absent", "id-1 "]
+    assert delete_ids(conn, "system_logs", gone) == len(ids[::2])
+    left = [r[0] for r in conn.execute("SELECT id FROM system_logs ORDER BY rowid")]
+    assert left == ids[1::2]

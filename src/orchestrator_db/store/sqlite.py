@@ -34,13 +34,13 @@ from ..errors import (
 from ..jsoncodec import JsonText
 from ..models import format_ts
 from ..tables import CHANGE_FIELDS, JSON_FIELDS
-from . import sqlite_bulk
+from . import sqlite_batch, sqlite_bulk
 from .base import Query, Store, TxState, current_tx, hold_tx, tx_level
 from .changes import ChangeReader
 from .digest import RowDigest
 from .migrations import load_migrations, split_sql_script
 from .sqlite_backup import backup_file, restore_file
-from .sqlite_batch import insert_rows, json_array_text
+from .sqlite_batch import insert_rows
 from .sqlite_changes import RECORDED_MIN_ROWS, SQLiteChangeReader, insert_recorded
 from .sqlite_connection import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -352,11 +352,8 @@ class SQLiteStore(Store):
     async def delete_ids(self, table: str, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        # One statement, the ids as one JSON array: clear of SQLite's limit on parameters, and
-        # one step that releases the GIL once, not once an id (sqlite_batch.py says why).
-        return await self.execute(
-            f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
-            (json_array_text(ids),))
+        return int(await self.run(functools.partial(sqlite_batch.delete_ids, table=table, ids=ids),
+                                  write=True, heavy=len(ids) > INLINE_ROWS))
 
     # the change log --------------------------------------------------------------------------
     def change_reader(self, *, poll_interval: float) -> ChangeReader:

@@ -17,11 +17,13 @@ A batch goes this way only when JSON carries each value exactly; otherwise it is
   the last bit, and the two engines must store the same numbers;
 - not when a value cannot be JSON (bytes, a lone surrogate, a datetime, an integer past 53
   bits: orjson is told to refuse them) or holds NUL, which SQLite's ``json_extract`` cuts a
-  string at.
+  string at;
+- not with a SQLite built without its JSON functions (optional before 3.38).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from functools import cache
@@ -37,6 +39,17 @@ from .base import insert_statement
 _AS_DRIVER = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
               | orjson.OPT_STRICT_INTEGER)
 _NUL = b"\\u0000"  # how orjson writes NUL (a text's literal "\u0000" is escaped: also matched)
+
+
+@cache
+def json_functions() -> bool:
+    """Whether the SQLite library this process uses has its JSON functions (one for all)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        try:
+            conn.execute("SELECT value FROM json_each('[1]')").fetchall()
+        except sqlite3.OperationalError:
+            return False
+    return True
 
 
 @cache
@@ -60,7 +73,7 @@ def insert_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],
                 rows: Sequence[Sequence[Any]], *, skip_existing: bool = False) -> None:
     """Insert ``rows`` (driver parameters in ``columns`` order) in the caller's transaction."""
     one, batch = _statements(table, tuple(columns), skip_existing)
-    if batch is not None and len(rows) > 1:
+    if batch is not None and len(rows) > 1 and json_functions():
         try:
             payload = orjson.dumps(rows, option=_AS_DRIVER)
         except orjson.JSONEncodeError:
@@ -73,9 +86,15 @@ def insert_rows(conn: sqlite3.Connection, table: str, columns: Sequence[str],
     conn.executemany(one, rows)
 
 
-def json_array_text(values: Sequence[str]) -> str:
-    """Return text values as one JSON array, for ``json_each`` (as text, not a BLOB)."""
-    return orjson.dumps(list(values)).decode()
+def delete_ids(conn: sqlite3.Connection, table: str, ids: Sequence[str]) -> int:
+    """Delete the rows of ``table`` with these ids (in the caller's transaction); return how
+    many went. One statement over the ids as a JSON array: clear of SQLite's limit on
+    parameters, and one step, not one an id."""
+    if not json_functions():
+        return conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in ids]).rowcount
+    # As text: SQLite 3.45 and later read a BLOB argument as its binary JSONB.
+    return conn.execute(f"DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                        (orjson.dumps(list(ids)).decode(),)).rowcount
 
 
-__all__ = ["insert_rows", "json_array_text"]
+__all__ = ["delete_ids", "insert_rows", "json_functions"]
