@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from apihelpers import Server, run_writer
@@ -18,6 +19,17 @@ EVENT_TIMEOUT = 30.0  # generous: the machine is shared; events normally arrive 
 
 async def writer(url: str, *args: str) -> Any:
     return await asyncio.to_thread(run_writer, url, *args)
+
+
+@asynccontextmanager
+async def subscribed(servers: Callable[..., Server], url: str, session: str, query: str
+                     ) -> AsyncIterator[tuple[ClientConnection, str]]:
+    """A server on ``url``, a new agent run in ``session`` (written by another process) and a
+    socket on ``/ws/events?session_id=<session>&<query>``; yield the socket and the agent."""
+    server = servers(url)
+    made = await writer(url, "setup", session)
+    async with connect(f"{server.ws}/ws/events?session_id={session}&{query}") as ws:
+        yield ws, made["agent_id"]
 
 
 async def receive(ws: ClientConnection) -> Any:
@@ -36,10 +48,8 @@ async def messages_until(ws: ClientConnection, log_ids: list[str]) -> list[Any]:
 
 async def test_batched_messages_are_arrays_of_events(db_url: str,
                                                      servers: Callable[..., Server]) -> None:
-    server = servers(db_url)
-    made = await writer(db_url, "setup", "batch-1")
-    async with connect(f"{server.ws}/ws/events?batch=1&session_id=batch-1") as ws:
-        ids = await writer(db_url, "logs", made["agent_id"], "20", "burst")
+    async with subscribed(servers, db_url, "batch-1", "batch=1") as (ws, agent):
+        ids = await writer(db_url, "logs", agent, "20", "burst")
         messages = await messages_until(ws, ids)
     assert all(isinstance(m, list) and m for m in messages)
     events = [e for m in messages for e in m]
@@ -77,10 +87,8 @@ async def test_replay_after_a_position_is_batched(db_url: str,
 
 async def test_batch_false_is_one_event_a_message(db_url: str,
                                                   servers: Callable[..., Server]) -> None:
-    server = servers(db_url)
-    made = await writer(db_url, "setup", "batch-3")
-    async with connect(f"{server.ws}/ws/events?batch=0&session_id=batch-3") as ws:
-        ids = await writer(db_url, "logs", made["agent_id"], "3", "single")
+    async with subscribed(servers, db_url, "batch-3", "batch=0") as (ws, agent):
+        ids = await writer(db_url, "logs", agent, "3", "single")
         got: list[dict[str, Any]] = []
         while not got or got[-1]["id"] != ids[-1]:
             got.append(await receive(ws))
