@@ -7,6 +7,7 @@ Whatever the path, the rows read back are the rows written, the same on both eng
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import warnings
 from datetime import UTC, datetime
@@ -63,15 +64,16 @@ BATCHES = [
 
 
 def _stored(rows: list[list[Any]], insert: Any, skip_existing: bool) -> object:
-    """What a new table holds after ``insert``, as (value, SQLite type) rows, or the error."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.execute("CREATE TABLE system_logs (id TEXT PRIMARY KEY, message)")
-    try:
-        insert(conn, rows, skip_existing)
-    except Exception as exc:  # noqa: BLE001 - compared between the two paths
-        return type(exc)
-    return conn.execute("SELECT id, message, typeof(message) FROM system_logs ORDER BY rowid"
-                        ).fetchall()
+    """What a new table holds after ``insert``, as (id, value, SQLite type) rows, or the
+    error's type."""
+    with contextlib.closing(sqlite3.connect(":memory:", isolation_level=None)) as conn:
+        conn.execute("CREATE TABLE system_logs (id TEXT PRIMARY KEY, message)")
+        try:
+            insert(conn, rows, skip_existing)
+        except Exception as exc:  # noqa: BLE001 - compared between the two paths
+            return type(exc)
+        return conn.execute("SELECT id, message, typeof(message) FROM system_logs "
+                            "ORDER BY rowid").fetchall()
 
 
 @pytest.mark.parametrize("skip_existing", [False, True], ids=["insert", "merge"])
@@ -91,12 +93,12 @@ def test_sqlite_batch_stores_what_executemany_stores(rows: list[list[Any]],
 
 
 def test_sqlite_delete_ids_deletes_exactly_those_ids() -> None:
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.execute("CREATE TABLE system_logs (id TEXT PRIMARY KEY, message)")
     ids = [f"id-{i}" for i in range(40_000)] + ['quote " and \\ and 😀']
-    conn.executemany("INSERT INTO system_logs VALUES (?, 'm')", [(i,) for i in ids])
     # More ids than SQLite takes parameters (32,766), some of them absent.
     gone = ids[::2] + ["absent", "id-1 "]
-    assert delete_ids(conn, "system_logs", gone) == len(ids[::2])
-    left = [r[0] for r in conn.execute("SELECT id FROM system_logs ORDER BY rowid")]
+    with contextlib.closing(sqlite3.connect(":memory:", isolation_level=None)) as conn:
+        conn.execute("CREATE TABLE system_logs (id TEXT PRIMARY KEY, message)")
+        conn.executemany("INSERT INTO system_logs VALUES (?, 'm')", [(i,) for i in ids])
+        assert delete_ids(conn, "system_logs", gone) == len(ids[::2])
+        left = [r[0] for r in conn.execute("SELECT id FROM system_logs ORDER BY rowid")]
     assert left == ids[1::2]
