@@ -48,6 +48,35 @@ async def test_awkward_text_round_trips_in_order(db: DatabaseManager, rows: int)
     assert [str(c["row_id"]) for c in changes] == ids
 
 
+async def test_a_sliced_batch_keeps_each_rows_values(db: DatabaseManager) -> None:
+    # Past 2,048 rows PostgreSQL encodes each slice ahead of its COPY, each repeated value of a
+    # column (agent, level, type, time) once a slice: rows that share some values and differ in
+    # others keep their own, in order, on both engines.
+    oa = await db.create_orchestrator_agent("slices")
+    agents = [await db.create_agent(oa, f"s{i}") for i in range(3)]
+    levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    times = ["0001-01-01T00:00:00.000000+00:00", "9999-12-31T23:59:59.999999+00:00",
+             "2026-06-30T12:00:00.000001+00:00"]
+    n = 2 * 2048 + 7
+    rows: list[dict[str, Any]] = [{
+        "agent_id": agents[i % 3], "message": f"m{i}", "log_level": levels[i % 5],
+        "log_type": ["event", "tool", "step_end", "x" * 7][i % 4],
+        "details": None if i % 6 == 0 else {"i": i, "agent": i % 3},
+        **({"created_at": times[i % 3]} if i % 4 == 1 else {}),
+        **({"trace_id": f"{i:032x}", "span_id": f"{i:016x}"} if i % 10 == 3 else {}),
+    } for i in range(n)]
+    ids = await db.create_agent_logs(rows)
+    stored = {r["id"]: r async for r in db.iter_agent_logs()}
+    assert len(stored) == n
+    default = {stored[ids[i]]["created_at"] for i in range(n) if "created_at" not in rows[i]}
+    assert len(default) == 1  # the rows given no time share the batch's
+    fields = ("agent_id", "message", "log_level", "log_type", "details", "trace_id", "span_id")
+    for row_id, row in zip(ids, rows, strict=True):
+        got = stored[row_id]
+        assert {f: got[f] for f in fields} == {f: row.get(f) for f in fields}
+        assert got["created_at"] == row.get("created_at", *default)
+
+
 # SQLite's own path (sqlite_batch.py) against plain executemany, on the same rows: the batches
 # JSON cannot carry exactly go by executemany, so every value is stored (or refused) alike.
 BATCHES = [

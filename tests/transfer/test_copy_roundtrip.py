@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -170,3 +171,48 @@ async def test_invalid_json_written_by_another_tool_is_named(
     with pytest.raises(CopyError, match="01a20000-0000-7000-8000-000000000001.*invalid JSON in "
                        "details"):
         await copy_database(src, dst)
+
+
+async def test_the_first_and_last_instants_survive_copies_and_cursors(
+        tmp_path: Path, pg_url: str) -> None:
+    # asyncpg writes datetime.min and datetime.max (UTC) as -infinity and infinity, so every
+    # path onto PostgreSQL stores them so (the copy's COPY too), its checksum reads them back as
+    # the instants, and a cursor or resume position naming one (a parameter) still finds the
+    # rows after it. Several rows at each, so that pages end between them.
+    source = f"sqlite:///{tmp_path}/edges/orchestrator.db"
+    async with DatabaseManager(url=source) as src:
+        oa = await src.create_orchestrator_agent("edges")
+        agent = await src.create_agent(oa, "s")
+        await src.create_agent_logs([
+            {"agent_id": agent, "message": f"edge {i}", "created_at": when}
+            for i, when in enumerate(["0001-01-01T00:00:00Z", datetime.min] * 3
+                                     + ["2026-01-01T00:00:00Z"]
+                                     + ["9999-12-31T23:59:59.999999+00:00", datetime.max] * 3)])
+        before = await read_all(src)
+    times = [r["created_at"] for r in before["agent_logs"]]
+    assert times == (["0001-01-01T00:00:00.000000+00:00"] * 6 + ["2026-01-01T00:00:00.000000+00:00"]
+                     + ["9999-12-31T23:59:59.999999+00:00"] * 6)
+
+    result = await copy_database(source, pg_url, batch_size=4)
+    assert result.verified
+    back = f"sqlite:///{tmp_path}/back/orchestrator.db"
+    assert (await copy_database(pg_url, back, batch_size=4)).verified
+    for url in (pg_url, back):
+        async with DatabaseManager(url=url) as db:
+            assert await read_all(db) == before
+            for order in ("asc", "desc"):
+                seen, cursor = [], None
+                while True:
+                    page = await db.page_agent_logs(agent, limit=4, cursor=cursor, order=order)
+                    seen += [r["id"] for r in page.items]
+                    if (cursor := page.next_cursor) is None:
+                        break
+                ids = [r["id"] for r in before["agent_logs"]]
+                assert seen == (ids if order == "asc" else ids[::-1])
+            last = await db.page_agent_logs(agent, since="9999-12-31T23:59:59.999999Z")
+            assert len(last.items) == 6
+    async with DatabaseManager(url=pg_url) as db:  # infinity, as a one-row write stores it
+        [row] = await db.store.fetch(
+            "SELECT count(*) FILTER (WHERE created_at = 'infinity') AS late, "
+            "count(*) FILTER (WHERE created_at = '-infinity') AS early FROM agent_logs")
+        assert (row["late"], row["early"]) == (6, 6)

@@ -116,8 +116,9 @@ class LogOperations(QueryBuilder):
         rows = rows if isinstance(rows, list | tuple) else list(rows)
         store, columns = self.store, COLUMNS[table]
         slice_rows = store.bulk_slice_rows
+        now = utc_now()  # the time of every row given none, slice after slice
         if slice_rows is None or len(rows) <= slice_rows:
-            written += self._log_params(table, model, rows, agent_ids=agent_ids)
+            written += self._log_params(table, model, rows, now, agent_ids=agent_ids)
             await store.insert_many(table, columns, written)
             return
         async with self.transaction():
@@ -125,7 +126,7 @@ class LogOperations(QueryBuilder):
             try:
                 for first in range(0, len(rows), slice_rows):
                     batch = self._log_params(table, model, rows[first:first + slice_rows],
-                                             agent_ids=agent_ids, first=first)
+                                             now, agent_ids=agent_ids, first=first)
                     encoded = store.encode_many(table, columns, batch)
                     if writing is not None:
                         await writing
@@ -141,10 +142,10 @@ class LogOperations(QueryBuilder):
                 raise
 
     def _log_params(self, table: str, model: type[pydantic.BaseModel],
-                    rows: Sequence[Mapping[str, Any]], *, agent_ids: bool, first: int = 0
-                    ) -> list[list[Any]]:
-        """Validate log rows; return each one's write parameters, a new id and time added."""
-        now = utc_now()
+                    rows: Sequence[Mapping[str, Any]], now: datetime, *, agent_ids: bool,
+                    first: int = 0) -> list[list[Any]]:
+        """Validate log rows; return each one's write parameters, a new id added, and ``now``
+        for a row given no time."""
         columns = COLUMNS[table]
         created_at = columns.index("created_at")
         out: list[list[Any]] = []

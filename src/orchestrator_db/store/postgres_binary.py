@@ -29,6 +29,8 @@ _JSONB_VERSION = b"\x01"
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz counts microseconds from here
 _int32 = struct.Struct("!i").pack
 _timestamp = struct.Struct("!iq").pack  # its size (8), then the microseconds
+# The microseconds of datetime.max and datetime.min (UTC) -> infinity and -infinity.
+_INFINITIES = {252_455_615_999_999_999: 2**63 - 1, -63_082_281_600_000_000: -(2**63)}
 
 
 def _uuid(value: str) -> bytes:
@@ -49,7 +51,11 @@ def _timestamptz(value: datetime) -> bytes:
     if value.tzinfo is None:
         raise TypeError(f"a naive datetime cannot be written as timestamptz: {value!r}")
     delta = value - _EPOCH
-    return _timestamp(8, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    # As asyncpg writes a parameter: its first and last instants as -infinity and infinity,
+    # so that every path stores them alike, and a cursor or filter naming them (a parameter)
+    # finds them.
+    return _timestamp(8, _INFINITIES.get(micros, micros))
 
 
 def copy_encoder(table: str, columns: Sequence[str]

@@ -154,6 +154,10 @@ async def _gather(jobs: list[Any]) -> None:
 
 
 _NULL = "\\N"
+# The first and last instants, stored as -infinity and infinity as asyncpg writes a parameter
+# (postgres_binary.py), and read back as those instants.
+_FIRST, _LAST = "0001-01-01T00:00:00.000000+00:00", "9999-12-31T23:59:59.999999+00:00"
+_INFINITE_TEXT = {_FIRST: "-infinity", _LAST: "infinity"}
 _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
 
@@ -204,8 +208,10 @@ def _joined(records: Sequence[Sequence[Any]], columns: Sequence[str], *, escape:
             if value is None:
                 fields[i] = null
                 nulls += 1
-            elif not is_canonical_ts(value):
-                fields[i] = format_ts(parse_ts(value))
+            else:
+                if not is_canonical_ts(value):
+                    value = format_ts(parse_ts(value))
+                fields[i] = _INFINITE_TEXT.get(value, value)
         for i in others:
             value = fields[i]
             if value.__class__ is not str:
@@ -276,7 +282,10 @@ async def load(pool: asyncpg.Pool, table: str, columns: Sequence[str],
 def _text_expression(column: str, kind: str) -> str:
     """Return the SQL of a plain column's value as the digest's text (``digest.py``)."""
     if kind == "timestamp with time zone":
-        return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+        # to_char gives NULL for ±infinity: they stand for the first and last instants.
+        return (f"""coalesce(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), """
+                f"CASE WHEN {column} > 'epoch' THEN '{_LAST}' WHEN {column} < 'epoch' "
+                f"THEN '{_FIRST}' END)")
     if kind == "double precision":
         return f"encode(float8send({column}), 'hex')"
     if kind == "text":
