@@ -11,7 +11,7 @@ from typing import Any, Unpack
 import pydantic
 
 from ..errors import ForeignKeyError, ValidationError
-from ..ids import uuid7
+from ..ids import uuid7_many
 from ..models import AgentLogCreate, AgentLogUpdate, SystemLogCreate, SystemLogUpdate, utc_now
 from ..pagination import Page, Paging
 from ..tables import COLUMNS
@@ -150,6 +150,7 @@ class LogOperations(QueryBuilder):
         created_at = columns.index("created_at")
         out: list[list[Any]] = []
         checked: dict[Any, str] = {}  # bulk rows repeat a few agent ids: check each once
+        ids = uuid7_many(len(rows))
         for index, row in enumerate(rows, first):
             if type(row) is not dict:
                 if not isinstance(row, Mapping):
@@ -181,7 +182,7 @@ class LogOperations(QueryBuilder):
                     error.args = (error.message,)
                 raise error from exc
             params = [data.get(column) for column in columns]
-            params[ID] = uuid7()
+            params[ID] = ids[index - first]
             params[created_at] = params[created_at] or now
             out.append(self._to_store(table, params))
         return out
