@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator_db import DatabaseManager, ValidationError
+from orchestrator_db import DatabaseManager, DuplicateError, ForeignKeyError, ValidationError
 
 
 async def test_commit_and_rollback(db: DatabaseManager) -> None:
@@ -39,6 +39,35 @@ async def test_nested_savepoint(db: DatabaseManager) -> None:
         async with db.transaction():
             await db.create_system_log("inner, kept")
     assert [r["message"] for r in await db.list_system_logs()] == ["outer", "inner, kept"]
+
+
+MISSING = "0190a000-0000-7000-8000-000000000000"
+
+
+async def test_a_failed_write_inside_takes_back_only_itself(db: DatabaseManager) -> None:
+    # As SQLite rolls back only the failed statement, PostgreSQL (one savepoint a write) keeps
+    # the transaction usable: the error is the typed one, explained by a lookup in the same
+    # transaction, the caller goes on (get-or-create), and the block commits the rest.
+    async with db.transaction():
+        oa = await db.create_orchestrator_agent("planner")
+        agent = await db.create_agent(oa, "s")
+        await db.create_agent_log(agent, "before")
+        with pytest.raises(ForeignKeyError, match=f"agent {MISSING} does not exist") as fk:
+            await db.create_agent_logs([{"agent_id": agent, "message": "lost"},
+                                        {"agent_id": MISSING, "message": "lost too"}])
+        assert fk.value.context["ids"] == [MISSING]
+        with pytest.raises(ForeignKeyError, match=f"parent agent {MISSING} does not exist"):
+            await db.create_agent(oa, "s", parent_agent_id=MISSING)
+        with pytest.raises(ForeignKeyError, match=f"agent {MISSING} does not exist"):
+            await db.create_prompt(MISSING, "x")
+        try:
+            await db.create_orchestrator_agent("planner")
+        except DuplicateError:
+            found = await db.get_orchestrator_agent_by_name("planner")
+        assert found is not None and found["id"] == oa
+        await db.create_agent_log(agent, "after")
+    assert sorted(await messages(db, agent)) == ["after", "before"]
+    assert [a["id"] for a in await db.list_agents()] == [agent]
 
 
 async def test_reads_inside_see_own_writes(db: DatabaseManager) -> None:

@@ -49,6 +49,19 @@ class _CopyData:
     data: bytes
 
 
+async def _statement_savepoint(conn: asyncpg.Connection,
+                               op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run a write inside the caller's transaction in a savepoint of its own.
+
+    A statement that fails (a missing parent, a duplicate name) then takes back only what it
+    did, as on SQLite, and the transaction goes on: the caller can catch the error and carry on
+    (get-or-create), and the error can be explained by a lookup. Without it PostgreSQL aborts
+    the whole transaction: every later statement, and the commit, fails.
+    """
+    async with conn.transaction():  # nested: asyncpg makes a savepoint
+        return await op(conn)
+
+
 class PostgresStore(Store):
     """A pool of connections to one PostgreSQL database."""
 
@@ -187,7 +200,9 @@ class PostgresStore(Store):
             tx = await hold_tx(self, write=write)
             if tx is not None:
                 try:
-                    return await op(tx.conn)
+                    if not write:
+                        return await op(tx.conn)
+                    return await _statement_savepoint(tx.conn, op)
                 finally:
                     tx.lock.release()
             async with self._pool_or_raise().acquire() as conn:
@@ -210,7 +225,7 @@ class PostgresStore(Store):
                 return await self._groups.execute(sql, params)
             return await self._groups.execute_alone(sql, params)
         try:
-            return rowcount(await tx.conn.execute(sql, *params))
+            return rowcount(await _statement_savepoint(tx.conn, lambda c: c.execute(sql, *params)))
         except DRIVER_ERRORS as exc:
             raise translate_error(exc) from exc
         finally:
