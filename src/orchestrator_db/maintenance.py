@@ -377,7 +377,7 @@ def _import_value(table: str, columns: tuple[str, ...], row: Mapping[str, Any], 
         if column in UUID_FIELDS and value[column] is not None:
             value[column] = check_uuid(value[column], column)
         elif column in TIME_FIELDS:
-            value[column] = check_time(value[column], column)
+            value[column] = check_time(value[column], column, stored=True)
     for column in NOT_NULL[table]:
         if value[column] is None:
             raise ValidationError(f"row {index}: {column} must not be null", field=column)

@@ -96,6 +96,28 @@ def parse_ts(value: datetime | str) -> datetime:
         raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 in UTC") from None
 
 
+# The first and last instants a datetime holds. PostgreSQL's driver (asyncpg) sends them as
+# -infinity and infinity, which PostgreSQL's date functions give no day for (a prune's
+# rollups, costs by day): no write takes them, on either engine. Filters may (the infinities
+# sort where the instants would).
+_UNSTORABLE_TS = {
+    datetime.min.replace(tzinfo=UTC): "the first instant a time can hold, which PostgreSQL "
+    "stores as -infinity: use a later time",
+    datetime.max.replace(tzinfo=UTC): "the last instant a time can hold, which PostgreSQL "
+    "stores as infinity: use an earlier time",
+}
+
+
+def storable_ts(value: datetime | str) -> datetime:
+    """``parse_ts`` for a time to be written: ValueError for the two instants
+    ``_UNSTORABLE_TS`` names too."""
+    parsed = parse_ts(value)
+    problem = _UNSTORABLE_TS.get(parsed)
+    if problem is not None:
+        raise ValueError(f"{format_ts(parsed)} is {problem}")
+    return parsed
+
+
 UNPAIRED_SURROGATE = ("must not contain lone surrogates (unpaired UTF-16 code units, as "
                       "os.fsdecode gives for undecodable bytes)")
 
@@ -182,7 +204,7 @@ def _capabilities(value: Any) -> Any:
 
 def _timestamp(value: Any) -> Any:
     if value is None or isinstance(value, datetime | str):
-        return None if value is None else parse_ts(value)
+        return None if value is None else storable_ts(value)
     raise ValueError("expected a datetime or an ISO 8601 string")
 
 
@@ -444,5 +466,6 @@ __all__ = [
     "SystemLogUpdate",
     "format_ts",
     "parse_ts",
+    "storable_ts",
     "utc_now",
 ]

@@ -11,7 +11,7 @@ agent and model, for the groupings of all history that have few groups.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from .errors import ValidationError, shown
@@ -276,12 +276,13 @@ class _Ranges:
 
     def __init__(self, since: datetime | None, until: datetime | None) -> None:
         self.since, self.until = since, until
-        first = None if since is None else _midnight(since, up=True)
-        last = None if until is None else _midnight(until, up=False)
+        first = None if since is None else _midnight_after(since)
+        last = None if until is None else _midnight(until)
         self.windows: list[tuple[datetime | None, datetime | None]] = []
-        if first is not None and last is not None and first >= last:
+        if ((since is not None and first is None)  # no midnight after since (9999-12-31)
+                or (first is not None and last is not None and first >= last)):
             self.days: tuple[Any, Any] | None = None  # no whole day: all from the prompts
-            if since is not None and until is not None and since < until:
+            if since is not None and (until is None or since < until):
                 self.windows.append((since, until))
             return
         self.days = (first, last)
@@ -291,9 +292,17 @@ class _Ranges:
             self.windows.append((last, until))
 
 
-def _midnight(value: datetime, *, up: bool) -> datetime:
-    day = datetime.combine(value.astimezone(UTC).date(), time(), tzinfo=UTC)
-    return day + timedelta(days=1) if up and day < value else day
+def _midnight(value: datetime) -> datetime:
+    """The UTC midnight at or before ``value``."""
+    return datetime.combine(value.astimezone(UTC).date(), time(), tzinfo=UTC)
+
+
+def _midnight_after(value: datetime) -> datetime | None:
+    """The UTC midnight at or after ``value``; None past the last day a datetime holds."""
+    day = _midnight(value)
+    if day == value:
+        return day
+    return None if day.date() == date.max else day + timedelta(days=1)
 
 
 _KEYS = {  # key and name of each grouping over cost_days/cost_rollups (r) and prompts (p)
@@ -356,9 +365,10 @@ def _sources(store: Store, group_by: str, ranges: _Ranges
     q = store.query()
     cond = []
     if ranges.since is not None:
-        cond.append(f"r.day >= {q.p(store.day_param(_midnight(ranges.since, up=True).date()))}")
-    if ranges.until is not None:
-        cond.append(f"r.day < {q.p(store.day_param(_midnight(ranges.until, up=True).date()))}")
+        first = _midnight_after(ranges.since)
+        cond.append("1 = 0" if first is None else f"r.day >= {q.p(store.day_param(first.date()))}")
+    if ranges.until is not None and (end := _midnight_after(ranges.until)) is not None:
+        cond.append(f"r.day < {q.p(store.day_param(end.date()))}")
     where = (" WHERE " + " AND ".join(cond)) if cond else ""
     out.append((total_key, f"cost_rollups r{joins}{where}", _SUMS.format(n="r.prompts", t="r"),
                 q))

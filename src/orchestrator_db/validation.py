@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 import pydantic
 
 from .errors import ValidationError, shown
-from .models import LOG_LEVELS, MAX_CONTENT_CHARS, UNPAIRED_SURROGATE, parse_ts, text_problem
+from .models import (
+    LOG_LEVELS,
+    MAX_CONTENT_CHARS,
+    UNPAIRED_SURROGATE,
+    parse_ts,
+    storable_ts,
+    text_problem,
+)
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -96,14 +103,16 @@ def check_choice(value: Any, allowed: Iterable[str], field: str) -> str:
     return str(value)
 
 
-def check_time(value: Any, field: str) -> datetime | None:
-    """Parse an optional caller timestamp (datetime or ISO 8601 string)."""
+def check_time(value: Any, field: str, *, stored: bool = False) -> datetime | None:
+    """Parse an optional caller timestamp (datetime or ISO 8601 string); ``stored``: a time to
+    be written, which must also be one both engines store as it is (``storable_ts``)."""
     if value is None:
         return None
     try:
-        return parse_ts(value)
+        return storable_ts(value) if stored else parse_ts(value)
     except (ValueError, TypeError) as exc:
-        reason = str(exc) if "outside years" in str(exc) else "is not a datetime or an ISO 8601 string"
+        reason = (str(exc) if "outside years" in str(exc) or " instant " in str(exc)
+                  else "is not a datetime or an ISO 8601 string")
         raise ValidationError(
             f"{field} must be a datetime or an ISO 8601 string, got {shown(value)} ({reason})",
             field=field,

@@ -268,6 +268,8 @@ def expect_timestamp(value: Any, *, optional: bool = True) -> Verdict:
         utc = value.replace(tzinfo=None) - offset
     except OverflowError:
         return Refused("outside years 1..9999 in UTC")
+    if utc in (datetime.min, datetime.max):
+        return Refused("the first or last instant (PostgreSQL's -infinity, infinity)")
     return Accepted(utc_text(utc.replace(tzinfo=UTC)))
 
 

@@ -262,10 +262,10 @@ async def _populate(db: DatabaseManager) -> None:
                              cost_usd=1e9)
     await db.create_prompt(agent, "zero", cost_usd=-0.0)
     await db.create_agent_log(agent, "@mention", log_type="-t", details=["=1", {"k": None}],
-                              created_at="0001-01-01T00:00:00Z")
+                              created_at="0001-01-01T00:00:00.000001Z")
     await db.create_agent_log(agent, "\t\ttabs", log_level="DEBUG", details="plain")
     await db.create_system_log("+1 new", source="=src", details={"n": 1.5e-300},
-                               created_at="9999-12-31T23:59:59.999999Z")
+                               created_at="9999-12-31T23:59:59.999998Z")
     await db.create_system_log("\U0001f600 \u2028 \ufffd")
 
 

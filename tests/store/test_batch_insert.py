@@ -55,7 +55,7 @@ async def test_a_sliced_batch_keeps_each_rows_values(db: DatabaseManager) -> Non
     oa = await db.create_orchestrator_agent("slices")
     agents = [await db.create_agent(oa, f"s{i}") for i in range(3)]
     levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    times = ["0001-01-01T00:00:00.000000+00:00", "9999-12-31T23:59:59.999999+00:00",
+    times = ["0001-01-01T00:00:00.000001+00:00", "9999-12-31T23:59:59.999998+00:00",
              "2026-06-30T12:00:00.000001+00:00"]
     n = 2 * 2048 + 7
     rows: list[dict[str, Any]] = [{

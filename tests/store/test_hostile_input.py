@@ -70,13 +70,15 @@ async def refused(db: DatabaseManager, call: Awaitable[Any], field: str) -> Vali
     return info.value
 
 
-async def refused_writing_nothing(db: DatabaseManager, call: Call, field: str) -> None:
+async def refused_writing_nothing(db: DatabaseManager, call: Call, field: str
+                                  ) -> ValidationError:
     """Make the parent rows, then check that ``call`` is refused naming ``field``, writing
-    nothing."""
+    nothing; return the error."""
     p = await parents(db)
     before = await snapshot(db)
-    await refused(db, call(db, p), field)
+    error = await refused(db, call(db, p), field)
     assert await snapshot(db) == before
+    return error
 
 
 # text: NUL and lone surrogates ------------------------------------------------------------------
@@ -199,6 +201,30 @@ async def test_time_outside_years_1_to_9999_is_a_validation_error(
     await refused_writing_nothing(db, *_timed(when)[what])
 
 
+@pytest.mark.parametrize("group_by", ["day", "model", "session"])
+async def test_cost_ranges_on_the_last_day_there_is(db: DatabaseManager, group_by: str) -> None:
+    # A range inside 9999-12-31 has no midnight after its start: it is read from the prompts
+    # alone, and the rollups after or before it count as for any other day.
+    p = await parents(db)
+    await db.complete_prompt(p["prompt"], "done", tokens_input=3, tokens_output=2,
+                             cost_usd=0.5)
+    assert (await db.prune("0s", tables=("prompts",)))["prompts"] == 1  # into the rollups
+    live = await db.create_prompt(p["agent"], "live")
+    await db.complete_prompt(live, "done", cost_usd=0.25)
+    since_late = "9999-12-31T00:00:01Z"
+    until_late = "9999-12-31T12:00:00+14:00"  # 9999-12-30T22:00Z: still before the last day
+    summaries = {
+        "since": await db.cost_summary(group_by, since=since_late),
+        "until": await db.cost_summary(group_by, until="9999-12-31T23:59:59.999999Z"),
+        "until+14": await db.cost_summary(group_by, until=until_late),
+        "page since": (await db.page_costs(group_by, since=since_late)).items,
+    }
+    everything = await db.cost_summary(group_by)
+    assert summaries == {"since": [], "until": everything, "until+14": everything,
+                         "page since": []}
+    assert sum(row["cost_usd"] for row in everything) == 0.75
+
+
 def craft_cursor(created_at: str, row_id: str, order: str = "asc") -> str:
     raw = json.dumps([created_at, row_id, order], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -220,17 +246,41 @@ async def test_time_outside_the_range_inside_a_cursor_is_a_validation_error(
 
 async def test_times_at_the_edges_of_the_range_are_kept(db: DatabaseManager) -> None:
     p = await parents(db)
-    late = await db.create_system_log("late", created_at="9999-12-31T23:59:59.999999+00:00")
-    early = await db.create_system_log("early", created_at="0001-01-01T00:00:00-00:00")
+    late = await db.create_system_log("late", created_at="9999-12-31T23:59:59.999998+00:00")
+    early = await db.create_system_log("early", created_at="0001-01-01T00:00:00.000001-00:00")
     late_row, early_row = await db.get_system_log(late), await db.get_system_log(early)
     assert late_row is not None and early_row is not None
-    assert late_row["created_at"] == "9999-12-31T23:59:59.999999+00:00"
-    assert early_row["created_at"] == "0001-01-01T00:00:00.000000+00:00"
+    assert late_row["created_at"] == "9999-12-31T23:59:59.999998+00:00"
+    assert early_row["created_at"] == "0001-01-01T00:00:00.000001+00:00"
     rows = await db.list_system_logs(since="9999-12-31T00:00:00Z")
     assert [r["id"] for r in rows] == [late]
     rows = await db.list_system_logs(until="0001-01-02T00:00:00Z")
     assert [r["id"] for r in rows] == [early]
     assert p["syslog"] not in {r["id"] for r in rows}
+
+
+FIRST_AND_LAST = [datetime.min, "0001-01-01T00:00:00Z", "0001-01-01T01:00:00+01:00",
+                  datetime.max.replace(tzinfo=UTC), "9999-12-31T23:59:59.999999Z"]
+
+
+@pytest.mark.parametrize("when", FIRST_AND_LAST, ids=["min", "first", "first+1h", "max", "last"])
+@pytest.mark.parametrize("what", [n for n in TIMED_NAMES if " since" not in n
+                                  and " until" not in n])
+async def test_the_first_and_last_instants_are_not_written(
+        db: DatabaseManager, when: Any, what: str) -> None:
+    # PostgreSQL stores them as -infinity and infinity, which have no day (prune's rollups,
+    # costs by day): refused on both engines, saying which instant it is.
+    error = await refused_writing_nothing(db, *_timed(when)[what])
+    assert " instant a time can hold" in error.message
+
+
+@pytest.mark.parametrize("when", FIRST_AND_LAST[:2] + FIRST_AND_LAST[3:])
+async def test_filters_may_name_the_first_and_last_instants(db: DatabaseManager,
+                                                            when: Any) -> None:
+    p = await parents(db)
+    everything = {p["log"]} if when in (datetime.min, "0001-01-01T00:00:00Z") else set()
+    assert {r["id"] for r in await db.list_agent_logs(since=when)} == everything
+    assert {r["id"] for r in await db.list_agent_logs(until=when)} == {p["log"]} - everything
 
 
 # numbers: token and cost caps --------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import asyncpg
@@ -175,26 +176,29 @@ async def test_invalid_json_written_by_another_tool_is_named(
 
 async def test_the_first_and_last_instants_survive_copies_and_cursors(
         tmp_path: Path, pg_url: str) -> None:
-    # asyncpg writes datetime.min and datetime.max (UTC) as -infinity and infinity, so every
-    # path onto PostgreSQL stores them so (the copy's COPY too), its checksum reads them back as
-    # the instants, and a cursor or resume position naming one (a parameter) still finds the
-    # rows after it. Several rows at each, so that pages end between them.
+    # No write takes datetime.min or datetime.max (PostgreSQL stores them as -infinity and
+    # infinity), but a file written before that rule, or by another tool, may hold them. A
+    # copy stores them as asyncpg writes a parameter, its checksum reads them back as the
+    # instants, and a cursor or resume position naming one still finds the rows after it.
+    # Several rows at each, so that pages end between them.
     source = f"sqlite:///{tmp_path}/edges/orchestrator.db"
+    first, last = "0001-01-01T00:00:00.000000+00:00", "9999-12-31T23:59:59.999999+00:00"
     async with DatabaseManager(url=source) as src:
         oa = await src.create_orchestrator_agent("edges")
         agent = await src.create_agent(oa, "s")
-        await src.create_agent_logs([
-            {"agent_id": agent, "message": f"edge {i}", "created_at": when}
-            for i, when in enumerate(["0001-01-01T00:00:00Z", datetime.min] * 3
-                                     + ["2026-01-01T00:00:00Z"]
-                                     + ["9999-12-31T23:59:59.999999+00:00", datetime.max] * 3)])
+        ids = await src.create_agent_logs([{"agent_id": agent, "message": f"edge {i}"}
+                                           for i in range(13)])
+    with contextlib.closing(sqlite3.connect(tmp_path / "edges" / "orchestrator.db")) as conn:
+        for i, row_id in enumerate(ids):
+            when = first if i < 6 else last if i > 6 else "2026-01-01T00:00:00.000000+00:00"
+            conn.execute("UPDATE agent_logs SET created_at = ? WHERE id = ?", (when, row_id))
+        conn.commit()
+    async with DatabaseManager(url=source) as src:
         before = await read_all(src)
-    times = [r["created_at"] for r in before["agent_logs"]]
-    assert times == (["0001-01-01T00:00:00.000000+00:00"] * 6 + ["2026-01-01T00:00:00.000000+00:00"]
-                     + ["9999-12-31T23:59:59.999999+00:00"] * 6)
+    assert [r["created_at"] for r in before["agent_logs"]] == [first] * 6 + [
+        "2026-01-01T00:00:00.000000+00:00"] + [last] * 6
 
-    result = await copy_database(source, pg_url, batch_size=4)
-    assert result.verified
+    assert (await copy_database(source, pg_url, batch_size=4)).verified
     back = f"sqlite:///{tmp_path}/back/orchestrator.db"
     assert (await copy_database(pg_url, back, batch_size=4)).verified
     for url in (pg_url, back):
@@ -209,9 +213,8 @@ async def test_the_first_and_last_instants_survive_copies_and_cursors(
                         break
                 ids = [r["id"] for r in before["agent_logs"]]
                 assert seen == (ids if order == "asc" else ids[::-1])
-            last = await db.page_agent_logs(agent, since="9999-12-31T23:59:59.999999Z")
-            assert len(last.items) == 6
-    async with DatabaseManager(url=pg_url) as db:  # infinity, as a one-row write stores it
+            assert len(await db.list_agent_logs(agent, since=last)) == 6
+    async with DatabaseManager(url=pg_url) as db:  # as a one-row write of them would store
         [row] = await db.store.fetch(
             "SELECT count(*) FILTER (WHERE created_at = 'infinity') AS late, "
             "count(*) FILTER (WHERE created_at = '-infinity') AS early FROM agent_logs")

@@ -246,8 +246,8 @@ class RecordOperations(QueryBuilder):
         """
         agent_id = check_uuid(agent_id, "agent_id")
         status = check_choice(status, AGENT_STATUSES, "status")
-        started = check_time(started_at, "started_at")
-        completed = check_time(completed_at, "completed_at")
+        started = check_time(started_at, "started_at", stored=True)
+        completed = check_time(completed_at, "completed_at", stored=True)
         store = self.store
         now = utc_now()
         q = store.query()
