@@ -18,6 +18,7 @@ from .errors import ValidationError, shown
 from .models import (
     LOG_LEVELS,
     MAX_CONTENT_CHARS,
+    NO_NUL,
     UNPAIRED_SURROGATE,
     parse_ts,
     storable_ts,
@@ -35,7 +36,7 @@ def validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseMod
     if err["type"] == "extra_forbidden":
         allowed = ", ".join(sorted(model.model_fields))
         message = f"unknown field {top!r}; allowed fields: {allowed}"
-    elif err["type"] == "string_pattern_mismatch":  # the only pattern is NO_NUL
+    elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NO_NUL:
         message = f"{field}: must not contain NUL characters"
     elif err["type"] == "string_unicode":  # what pydantic says of a lone surrogate
         message = f"{field}: {UNPAIRED_SURROGATE}"

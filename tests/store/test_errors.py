@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -303,3 +304,44 @@ async def test_log_update_errors(db: DatabaseManager) -> None:
         await db.update_system_log(log, log_level="LOUD")
     assert info.value.field == "log_level"
     assert (await db.get_agent_log(log) or {})["message"] == "m"
+
+
+@pytest.mark.parametrize("field, value, digits", [
+    ("trace_id", "zz", 32), ("trace_id", "A" * 32, 32), ("span_id", "", 16),
+    ("span_id", "g" * 16, 16)])
+async def test_a_malformed_trace_or_span_id_says_what_it_must_be(
+        db: DatabaseManager, field: str, value: str, digits: int) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    with pytest.raises(ValidationError, match=rf"^{field}: .*\^\[0-9a-f\]\{{{digits}\}}\$") as e:
+        await db.create_agent_log(agent, "m", **{field: value})
+    assert e.value.field == field and "NUL" not in e.value.message
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda db: db.list_agents_by_session(None), "session_id"),
+    (lambda db: db.get_agents_by_orchestrator(None), "orchestrator_agent_id"),
+    (lambda db: db.list_prompts_by_agent(None), "agent_id"),
+    (lambda db: db.list_agents(colour=1), "colour"),
+    (lambda db: db.list_agent_logs(level="ERROR"), "level"),
+    (lambda db: db.page_system_logs(foo=1, limit=5), "foo"),
+    (lambda db: db.list_orchestrator_agents(name="x"), "name"),
+], ids=["by-session-None", "by-orchestrator-None", "by-agent-None", "unknown-filter",
+        "level-for-log_level", "unknown-with-paging", "unknown-orchestrator-filter"])
+async def test_a_missing_selector_or_an_unknown_filter_is_refused(
+        db: DatabaseManager, call: Any, field: str) -> None:
+    # None for the argument a *_by_* method selects by would list every row; an unknown
+    # keyword would be dropped (or fail inside): both are a ValidationError naming it.
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    await db.create_prompt(agent, "p")
+    with pytest.raises(ValidationError) as e:
+        await call(db)
+    assert e.value.field == field
+    assert repr(field) in e.value.message or f"{field} is required" in e.value.message
+
+
+async def test_insert_records_names_an_unknown_table(db: DatabaseManager) -> None:
+    with pytest.raises(ValidationError, match="table must be one of") as e:
+        await db.insert_records("nope", [{"id": "x"}])
+    assert e.value.field == "table"

@@ -15,7 +15,7 @@ from ..ids import uuid7_many
 from ..models import AgentLogCreate, AgentLogUpdate, SystemLogCreate, SystemLogUpdate, utc_now
 from ..pagination import Page, Paging
 from ..tables import COLUMNS
-from ..validation import check_uuid, validation_error
+from ..validation import check_choice, check_uuid, validation_error
 from .queries import QueryBuilder, lister, streamer
 
 # Where the log tables' write parameters hold the new row's id and its agent's.
@@ -190,9 +190,13 @@ class LogOperations(QueryBuilder):
     async def insert_records(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert complete rows (every column: ids and timestamps given) atomically, in bulk.
 
-        COPY on PostgreSQL, ``executemany`` on SQLite. The rows are written as they are: callers
-        validate them first (``create_agent_logs`` does; ``import_rows`` checks each column).
+        COPY on PostgreSQL, ``executemany`` on SQLite. The rows are written as they are: the
+        package's own bulk paths validate them first (the logging handler, OpenTelemetry
+        ingest, ``import_rows``). Rows from outside go through ``import_rows``, which checks
+        every column the same way on both engines; here a bad value reaches the database, whose
+        error differs by engine.
         """
+        table = check_choice(table, COLUMNS, "table")
         if not rows:
             return
         columns = COLUMNS[table]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..errors import ValidationError, shown
 from ..models import LOG_LEVEL_NUMBERS, LOG_LEVELS
-from ..pagination import DEFAULT_LIMIT, Order, Page, check_limit, check_order, decode_cursor, encode_cursor
+from ..pagination import (
+    DEFAULT_LIMIT,
+    Order,
+    Page,
+    Paging,
+    check_limit,
+    check_order,
+    decode_cursor,
+    encode_cursor,
+)
 from ..store import Store
 from ..tables import COLUMNS
 from ..validation import check_choice, check_level, check_text, check_time, check_uuid
@@ -109,7 +119,15 @@ class QueryBuilder(ManagerBase):
         cursor: str | None = None,
         order: Order = "asc",
         offset: int | None = None,
+        **unknown: Any,
     ) -> Page:
+        if unknown:  # names the page_* method does not take land in its **paging
+            method = f"page_{table}"
+            takes = [name for name in inspect.signature(getattr(self, method)).parameters
+                     if name != "paging"] + list(Paging.__annotations__)
+            raise ValidationError(
+                f"{method}() got unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; "
+                f"it takes {', '.join(takes)}", field=sorted(unknown)[0])
         store = self.store
         limit = check_limit(limit)
         order = check_order(order)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from .. import pricing
-from ..errors import DuplicateError, ForeignKeyError, ReferencedError
+from ..errors import DuplicateError, ForeignKeyError, ReferencedError, ValidationError
 from ..ids import uuid7
 from ..models import (
     AGENT_STATUSES,
@@ -25,6 +25,13 @@ from ..pagination import Order, Page, Paging
 from ..tables import COLUMNS, TERMINAL_AGENT_STATUSES
 from ..validation import check_choice, check_text, check_time, check_uuid, short, validate
 from .queries import QueryBuilder, lister, streamer
+
+
+def _required(value: Any, field: str) -> Any:
+    """The one argument a ``*_by_*`` method selects by: None would list every row."""
+    if value is None:
+        raise ValidationError(f"{field} is required, got None", field=field)
+    return value
 
 
 class RecordOperations(QueryBuilder):
@@ -225,12 +232,14 @@ class RecordOperations(QueryBuilder):
     async def list_agents_by_session(self, session_id: str, **filters: Any
                                      ) -> list[dict[str, Any]]:
         """Return the agents of one session in creation order."""
-        return await self.list_agents(session_id=session_id, **filters)
+        return await self.list_agents(session_id=_required(session_id, "session_id"), **filters)
 
     async def get_agents_by_orchestrator(self, orchestrator_agent_id: str, **filters: Any
                                          ) -> list[dict[str, Any]]:
         """Return the agents started from one orchestrator agent, in creation order."""
-        return await self.list_agents(orchestrator_agent_id=orchestrator_agent_id, **filters)
+        return await self.list_agents(
+            orchestrator_agent_id=_required(orchestrator_agent_id, "orchestrator_agent_id"),
+            **filters)
 
     async def update_agent_status(
         self,
@@ -337,7 +346,7 @@ class RecordOperations(QueryBuilder):
 
     async def list_prompts_by_agent(self, agent_id: str, **filters: Any) -> list[dict[str, Any]]:
         """Return the prompts of one agent in creation order."""
-        return await self.list_prompts(agent_id=agent_id, **filters)
+        return await self.list_prompts(agent_id=_required(agent_id, "agent_id"), **filters)
 
     async def complete_prompt(
         self,
