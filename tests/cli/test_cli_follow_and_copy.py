@@ -8,6 +8,7 @@ import os
 import queue
 import subprocess
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cli_helpers import interrupt, invoke, sample_data, start
@@ -93,3 +94,71 @@ def test_logs_follow_from_an_empty_database(tmp_path: Path) -> None:
     finally:
         err = interrupt(proc)
     assert proc.returncode == 0, err
+
+
+def test_logs_follow_prints_lines_written_after_a_future_dated_one(db_url: str) -> None:
+    # A clock far ahead (or any created_at the writer chose) must not hide what comes after:
+    # follow shows every line inserted, in the order written, whatever its created_at.
+    ids = sample_data(db_url)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+
+    async def write_ahead() -> None:
+        async with DatabaseManager(url=db_url) as db:
+            await db.create_agent_log(ids["a1"], "far future",
+                                      created_at="9999-12-31T23:59:59+14:00")
+            await db.create_agent_log(ids["a1"], "an hour ahead", created_at=later)
+    asyncio.run(write_ahead())
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    proc = start("logs", "-f", "--json", "--url", db_url, "--agent", ids["a1"], "-n", "2",
+                 env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        first = [json.loads(_next_line(lines, proc))["message"] for _ in range(2)]
+        assert first == ["an hour ahead", "far future"]
+
+        async def write() -> None:
+            async with DatabaseManager(url=db_url) as db:
+                await db.create_agent_log(ids["a1"], "now")
+                await db.create_agent_log(ids["a1"], "back-dated",
+                                          created_at="2001-01-01T00:00:00Z")
+                await db.create_agent_log(ids["a2"], "other agent: filtered out")
+                await db.create_agent_logs([
+                    {"agent_id": ids["a1"], "message": f"batch {i}"} for i in range(2)])
+        asyncio.run(write())
+        live = [json.loads(_next_line(lines, proc))["message"] for _ in range(4)]
+        assert live == ["now", "back-dated", "batch 0", "batch 1"]
+    finally:
+        err = interrupt(proc)
+    assert proc.returncode == 0, err
+    assert lines.empty()  # nothing twice, nothing from the other agent
+    assert "Traceback" not in err
+
+
+def test_logs_follow_spells_out_control_characters(db_url: str) -> None:
+    ids = sample_data(db_url)
+
+    async def write_ahead() -> None:
+        async with DatabaseManager(url=db_url) as db:
+            await db.create_agent_log(ids["a2"], "ahead", created_at="9999-12-31T23:59:59Z")
+    asyncio.run(write_ahead())
+    proc = start("logs", "-f", "--url", db_url, "-n", "1",
+                 env={**os.environ, "COLUMNS": "200"})
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        assert _next_line(lines, proc).endswith(f" builder {ids['a2'][-8:]} event  ahead\n")
+
+        async def write() -> None:
+            async with DatabaseManager(url=db_url) as db:
+                await db.create_agent_log(
+                    ids["a1"], "title \x1b]0;pwned\x07 [bold red]red[/bold red]\nnext\x9b",
+                    created_at="2026-01-02T03:04:05Z")
+        asyncio.run(write())
+        assert _next_line(lines, proc) == (
+            f"2026-01-02 03:04:05.000 INFO     plan {ids['a1'][-8:]} event  title "
+            "\\x1b]0;pwned\\x07 [bold red]red[/bold red]\\nnext\\x9b\n")
+    finally:
+        err = interrupt(proc)
+    assert proc.returncode == 0, err
+    assert lines.empty()

@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from dotenv import load_dotenv
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 
 try:  # Typer vendors Click (as typer._click) since 0.2x; before, it used Click itself
@@ -24,6 +24,7 @@ from ..config import DOTENV_FILE
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from ..version import __version__
+from .display import visible
 
 T = TypeVar("T")
 
@@ -174,11 +175,11 @@ def cli_words(message: str) -> str:
 
 
 def _error_line(message: str) -> None:
-    # escape: messages quote user data (Rich would read "[...]" in it as markup); soft_wrap:
-    # one line however narrow the terminal, so scripts can grep it.
+    # Messages quote stored and typed data: its control characters spelled out, never markup
+    # (visible, Text); soft_wrap: one line however narrow the terminal, so scripts can grep it.
     # A driver's message may span lines (PostgreSQL's DETAIL:, HINT:): one line all the same.
     text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
-    err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "red"), " ", visible(text)), soft_wrap=True)
 
 
 def run_with_db(url: str | None, db: str | None,

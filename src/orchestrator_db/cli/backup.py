@@ -9,6 +9,7 @@ import typer
 
 from ..database import DatabaseManager
 from . import DbOption, UrlOption, app, console, examples, run_with_db
+from .display import plain
 
 
 @app.command(epilog=examples("backup"))
@@ -25,7 +26,7 @@ def backup(
         return await manager.backup(dest)
 
     written = run_with_db(url, db, work)
-    console.print(f"backed up to {written} ({written.stat().st_size:,} bytes)", highlight=False,
+    console.print(plain(f"backed up to {written} ({written.stat().st_size:,} bytes)"),
                   soft_wrap=True)
 
 
@@ -42,4 +43,4 @@ def restore(
         return sum((await manager.stats())["counts"].values())
 
     records = run_with_db(url, db, work, create=True)
-    console.print(f"restored {src}: {records:,} records", highlight=False, soft_wrap=True)
+    console.print(plain(f"restored {src}: {records:,} records"), soft_wrap=True)

@@ -21,6 +21,7 @@ from ..config import resolve_target
 from ..errors import OrchestratorDBError
 from ..transfer import DEFAULT_BATCH_SIZE, CopyResult, copy_database
 from . import DbOption, JsonOption, UrlOption, app, console, err_console, examples, fail, row_count
+from .display import plain
 
 
 @app.command("copy", epilog=examples("copy"))
@@ -97,7 +98,7 @@ def _print_result(result: CopyResult, as_json: bool) -> None:
         }
         print(json.dumps(data, indent=2))
         return
-    table = Table(title=f"{result.source} → {result.destination}")
+    table = Table(title=plain(f"{result.source} → {result.destination}", "table.title"))
     table.add_column("table", no_wrap=True, min_width=19)
     table.add_column("source rows", justify="right")
     table.add_column("already there", justify="right")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
 import os
 import sys
-from datetime import timedelta
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -19,7 +18,8 @@ from rich.text import Text
 
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
-from ..models import LOG_LEVELS, format_ts, parse_ts
+from ..events import ChangeEvent, ChangeFeed
+from ..models import LOG_LEVELS
 from . import (
     DbOption,
     JsonOption,
@@ -32,11 +32,9 @@ from . import (
     row_count,
     run_with_db,
 )
+from .display import plain, visible
 
-FOLLOW_INTERVAL_S = 0.5
-# Rows can commit a little after their created_at (a batching log handler, a slow transaction):
-# each poll looks back this far and skips the ids already shown, so such rows are not missed.
-FOLLOW_LOOKBACK = timedelta(seconds=2)
+FOLLOW_INTERVAL_S = 0.2  # how often --follow looks for new commits (one cheap read)
 LEVEL_STYLES = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "red",
                 "CRITICAL": "bold red"}
 LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=1000,
@@ -44,8 +42,8 @@ LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=1000,
 SessionOption = Annotated[str | None, typer.Option("--session", help="Only this session's rows.")]
 
 
-def _time(value: str | None) -> str:
-    return "" if not value else value[:19].replace("T", " ")
+def _time(value: str | None) -> Text:
+    return plain("" if not value else value[:19].replace("T", " "))
 
 
 def _print_json(data: Any) -> None:
@@ -80,7 +78,7 @@ def sessions(url: UrlOption = None, db: DbOption = None, limit: LimitOption = 20
         if r.get("failed_attempts"):  # a failed run that a later run of its agent replaced
             n = r["failed_attempts"]
             status += f" ({n} failed attempt{'s' if n > 1 else ''})"
-        table.add_row(Text(r["session_id"]), str(r["agents"]), status, str(r["prompts"]),
+        table.add_row(plain(r["session_id"]), str(r["agents"]), plain(status), str(r["prompts"]),
                       f"{r['tokens_input'] + r['tokens_output']:,}", f"{r['cost_usd']:.4f}",
                       _time(r["last_activity"]))
     console.print(table)
@@ -121,8 +119,9 @@ def agents(
         for column in ("name", "type", "model", "status", "created (UTC)"):
             table.add_column(column)
         for r in rows:
-            table.add_row(r["id"], Text(r["name"]), Text(r["agent_type"] or ""),
-                          Text(r["default_model"] or ""), r["status"], _time(r["created_at"]))
+            table.add_row(plain(r["id"]), plain(r["name"]), plain(r["agent_type"] or ""),
+                          plain(r["default_model"] or ""), plain(r["status"]),
+                          _time(r["created_at"]))
     else:
         for column in ("agent", "session", "model", "status", "started (UTC)",
                        "completed (UTC)"):
@@ -131,8 +130,9 @@ def agents(
             label = names.get(r["orchestrator_agent_id"], "?")
             if r["name"]:
                 label = f"{r['name']} ({label})"
-            table.add_row(r["id"], Text(label), Text(r["session_id"]), Text(r["model"] or ""),
-                          r["status"], _time(r["started_at"]), _time(r["completed_at"]))
+            table.add_row(plain(r["id"]), plain(label), plain(r["session_id"]),
+                          plain(r["model"] or ""), plain(r["status"]), _time(r["started_at"]),
+                          _time(r["completed_at"]))
     console.print(table)
 
 
@@ -163,25 +163,26 @@ async def _agent_labels(manager: DatabaseManager, rows: list[dict[str, Any]],
 
 
 def _log_line(row: dict[str, Any], system: bool, labels: dict[str, str] | None = None) -> Text:
+    # Log text is untrusted (LLM output): appended as Text, never parsed as markup, and every
+    # part through visible(), so a control character in it is shown, not obeyed.
     level = row["log_level"]
     line = Text()
-    line.append(row["created_at"][:23].replace("T", " "), style="dim")
+    line.append(visible(row["created_at"][:23].replace("T", " ")), style="dim")
     line.append(" ")
-    line.append(f"{level:<8}", style=LEVEL_STYLES.get(level, ""))
+    line.append(visible(f"{level:<8}"), style=LEVEL_STYLES.get(level, ""))
     line.append(" ")
     if system:
-        line.append(row.get("source") or "-", style="magenta")
+        line.append(visible(row.get("source") or "-"), style="magenta")
     else:
         name, _, tail = (labels or {}).get(row["agent_id"], agent_label(None, row["agent_id"])
                                            ).rpartition(" ")
-        line.append(name, style="magenta")
-        line.append(f" {tail}", style="dim")
-    if not system:
-        line.append(f" {row['log_type']}", style="blue")
-    # Log text is untrusted (LLM output): appended as plain text, never parsed as markup.
-    line.append(f"  {row['message']}")
+        line.append(visible(name), style="magenta")
+        line.append(visible(f" {tail}"), style="dim")
+        line.append(visible(f" {row['log_type']}"), style="blue")
+    line.append(visible(f"  {row['message']}"))
     if row.get("details") is not None:
-        line.append(" " + json.dumps(row["details"], ensure_ascii=False), style="dim")
+        # JSON escapes C0 controls but, with ensure_ascii=False, not DEL or C1 ones.
+        line.append(visible(" " + json.dumps(row["details"], ensure_ascii=False)), style="dim")
     return line
 
 
@@ -226,56 +227,62 @@ def logs(
             return manager.page_system_logs(min_level=level, **kwargs)
         return manager.page_agent_logs(agent, session_id=session, min_level=level, **kwargs)
 
-    async def work(manager: DatabaseManager) -> None:
+    async def show_latest(manager: DatabaseManager) -> set[str]:
         latest = (await page(manager, limit=limit, order="desc")).items
         latest.reverse()
         await learn(manager, latest)
         for row in latest:
             emit(row)
+        return {row["id"] for row in latest}
+
+    async def work(manager: DatabaseManager) -> None:
         if not follow:
+            await show_latest(manager)
             return
-        seen = {r["id"]: r["created_at"] for r in latest}
-        newest = latest[-1]["created_at"] if latest else None
-        last_shown = (latest[-1]["created_at"], latest[-1]["id"]) if latest else None
-
-        async def poll(*, show: bool) -> None:
-            nonlocal newest
-            since = None if newest is None else parse_ts(newest) - FOLLOW_LOOKBACK
-            cursor = None
-            while True:
-                result = await page(manager, since=since, cursor=cursor, limit=1000,
-                                    order="asc")
-                if show:
-                    await learn(manager, result.items)
-                for row in result.items:
-                    if row["id"] in seen:
-                        continue
-                    if not show and last_shown is not None and (
-                            parse_ts(row["created_at"]), row["id"]) > (
-                            parse_ts(last_shown[0]), last_shown[1]):
-                        continue  # arrived after the lines just shown: the next poll shows it
-                    seen[row["id"]] = row["created_at"]
-                    if show:
+        # --follow tails the change log (events.ChangeFeed), not created_at: a row's position
+        # there is given when it is written, so every line inserted after the latest ones were
+        # read shows up exactly once, however its created_at was set (future-dated, clock
+        # skew, back-dated, a batching handler's late commit) and in the order it was written.
+        # (The one exception is the feed's: a gap held open over GAP_DEADLINE by a forgotten
+        # PostgreSQL transaction is stepped over; see events/feed.py.)
+        async with ChangeFeed(manager, poll_interval=FOLLOW_INTERVAL_S) as feed:
+            # Taken before the latest lines are read: a line committed in between is both
+            # among them and after this position, so it is recognised by its id and not
+            # printed twice.
+            after = await feed.current_position()
+            shown = await show_latest(manager)
+            table = "system_logs" if system else "agent_logs"
+            # The feed compares ids as text; the query above accepted any spelling of a UUID.
+            agent_id = None if agent is None else str(uuid.UUID(agent))
+            batches = feed.subscribe_batches(after=after, session_id=session,
+                                             agent_id=agent_id, min_level=level)
+            async with contextlib.aclosing(batches):
+                async for batch in batches:
+                    rows = []
+                    for event in batch:
+                        if event.is_notice:
+                            _notice(event)
+                        elif (event.table == table and event.op == "insert"
+                              and event.row is not None):
+                            if event.id in shown:
+                                shown.discard(event.id)
+                            else:
+                                rows.append(event.row)
+                    await learn(manager, rows)
+                    for row in rows:
                         emit(row)
-                        newest = max(newest or row["created_at"], row["created_at"])
-                cursor = result.next_cursor
-                if cursor is None:
-                    return
-
-        if latest:
-            # Older lines left out by --limit are inside the look-back window: mark them seen.
-            await poll(show=False)
-        while True:
-            await asyncio.sleep(FOLLOW_INTERVAL_S)
-            await poll(show=True)
-            if newest is not None and len(seen) > 10_000:
-                horizon = format_ts(parse_ts(newest) - FOLLOW_LOOKBACK * 2)
-                seen = {k: v for k, v in seen.items() if v >= horizon}
 
     try:
         run_with_db(url, db, work)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _notice(event: ChangeEvent) -> None:
+    """Report a notice of the change feed (live lines delayed, database replaced) on stderr."""
+    message = (event.row or {}).get("message", event.op)
+    err_console.print(Text.assemble(("warning:", "yellow"), " ", visible(message)),
+                      soft_wrap=True)
 
 
 # export ---------------------------------------------------------------------------------------
@@ -350,11 +357,10 @@ def export(
         raise
     if partial is not None and output is not None:
         os.replace(partial, output)
-        err_console.print(f"exported {row_count(count)} of {table} to {output}", highlight=False,
-                          soft_wrap=True, markup=False)
+        err_console.print(plain(f"exported {row_count(count)} of {table} to {output}"),
+                          soft_wrap=True)
     else:
-        err_console.print(f"exported {row_count(count)} of {table}", highlight=False,
-                          markup=False)
+        err_console.print(plain(f"exported {row_count(count)} of {table}"))
 
 
 def _remove(path: Path | None) -> None:
@@ -395,11 +401,12 @@ def prune(
         _print_json({"dry_run": dry_run, "older_than": older_than, "counts": counts})
         return
     verb = "would delete" if dry_run else "deleted"
-    table = Table(title=f"prune --older-than {older_than}" + (" (dry run)" if dry_run else ""))
+    table = Table(title=plain(f"prune --older-than {older_than}"
+                              + (" (dry run)" if dry_run else ""), "table.title"))
     table.add_column("table")
     table.add_column(verb, justify="right")
     for name, n in counts.items():
-        table.add_row(name, f"{n:,}")
+        table.add_row(plain(name), f"{n:,}")
     console.print(table)
     console.print(f"{verb} {row_count(sum(counts.values()))}", highlight=False)
 

@@ -22,6 +22,7 @@ from rich.text import Text
 from ..manager.schema import packaged_schema_version, render_sqlite_schema
 from ..version import __version__
 from . import app, console, examples, fail
+from .display import plain
 
 DEFAULT_DB_PATH = "data/orchestrator.db"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@localhost:5432/orchestrator"
@@ -187,13 +188,14 @@ def _report(directory: Path, steps: list[Step], *, dry_run: bool) -> None:
                "replace)"}
     styles = {Action.CREATE: "green", Action.OVERWRITE: "yellow", Action.UNCHANGED: "dim",
               Action.SKIP: "yellow"}
-    table = Table(title=f"orchestrator-db init {directory}" + (" (dry run)" if dry_run else ""),
+    table = Table(title=plain(f"orchestrator-db init {directory}"
+                              + (" (dry run)" if dry_run else ""), "table.title"),
                   show_header=False)
     for step in steps:
         label = (planned if dry_run else done)[step.action]
         if step.file.only_if_missing and step.action is Action.SKIP:
             label = "kept (yours)"
-        table.add_row(Text(label, style=styles[step.action]), Text(step.file.path))
+        table.add_row(Text(label, style=styles[step.action]), plain(step.file.path))
     console.print(table)
     skipped = [s.file.path for s in steps if s.action is Action.SKIP and not s.file.only_if_missing]
     if skipped and not dry_run:
@@ -201,6 +203,6 @@ def _report(directory: Path, steps: list[Step], *, dry_run: bool) -> None:
                       f"{', '.join(skipped)} (use --force to overwrite)", highlight=False)
     if not dry_run and any(s.action in (Action.CREATE, Action.OVERWRITE) for s in steps):
         where = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
-        console.print(f"next: {where}scripts/setup_database.sh   (or let DatabaseManager() "
-                      "create the database on first use)", highlight=False)
+        console.print(plain(f"next: {where}scripts/setup_database.sh   (or let "
+                            "DatabaseManager() create the database on first use)"))
 

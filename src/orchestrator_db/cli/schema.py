@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..database import DatabaseManager
 from . import DbOption, JsonOption, UrlOption, app, console, run_with_db
+from .display import plain
 
 
 @app.command()
@@ -38,7 +39,7 @@ def upgrade(url: UrlOption = None, db: DbOption = None) -> None:
     if restored:
         message += (f"; restored {restored} index(es), key(s) and trigger(s) that a copy which "
                     "did not end had left off")
-    console.print(message, highlight=False, soft_wrap=True)
+    console.print(plain(message), soft_wrap=True)  # the location may hold any character
 
 
 @app.command()
@@ -64,10 +65,10 @@ def stats(url: UrlOption = None, db: DbOption = None, as_json: JsonOption = Fals
         print(json.dumps(result, indent=2))
         return
     table = Table(title="orchestrator-db", show_header=False)
-    table.add_row("engine", result["engine"])
-    table.add_row("location", result["location"])
+    table.add_row("engine", plain(result["engine"]))
+    table.add_row("location", plain(result["location"]))
     table.add_row("schema version", str(result["schema_version"]))
     table.add_row("size", f"{result['size_bytes']:,} bytes")
     for name, count in result["counts"].items():
-        table.add_row(name, f"{count:,}")
+        table.add_row(plain(name), f"{count:,}")
     console.print(table)

@@ -18,6 +18,7 @@ from ..api import create_app
 from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from . import DbOption, UrlOption, app, console, fail
+from .display import plain
 
 HostOption = Annotated[str, typer.Option("--host", envvar="ORCHESTRATOR_HOST",
                                          help="Address to listen on. Anything but "
@@ -106,8 +107,8 @@ def demo(
          "--delay", "2"], env=env)
     # Reap the writer as soon as it ends, so a finished run leaves no defunct process behind.
     threading.Thread(target=writer.wait, name="demo-writer-reaper", daemon=True).start()
-    console.print(f"demo: writing a simulated run to {target.display()} "
-                  f"(writer pid {writer.pid})", highlight=False)
+    console.print(plain(f"demo: writing a simulated run to {target.display()} "
+                        f"(writer pid {writer.pid})"), soft_wrap=True)
     console.print(f"dashboard: [bold]http://{_display_host(host)}:{port}/[/bold]  "
                   "(Ctrl-C stops the server and the writer)", highlight=False)
     try:
