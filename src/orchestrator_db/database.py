@@ -107,7 +107,9 @@ class DatabaseManager(CoreManager):
         cost of pruned prompts are folded into daily rollups first, so ``cost_summary`` answers
         the same. Returns the rows deleted per table (with ``dry_run``, the rows that would be).
         """
-        return await maintenance.prune(self, older_than, tables=tuple(tables), dry_run=dry_run,
+        # One table name is a table, not its letters.
+        chosen = (tables,) if isinstance(tables, str) else tuple(tables)
+        return await maintenance.prune(self, older_than, tables=chosen, dry_run=dry_run,
                                        batch_size=batch_size)
 
     async def backup(self, dest: str | os.PathLike[str]) -> Path:

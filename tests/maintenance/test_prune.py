@@ -121,6 +121,17 @@ async def test_bad_arguments_are_validation_errors(db: DatabaseManager) -> None:
         await db.prune("30d", batch_size=0)
     with pytest.raises(ValidationError, match="negative"):
         await db.prune(timedelta(days=-1))
+    with pytest.raises(ValidationError, match="got 'agents'"):
+        await db.prune("30d", tables="agents")
+
+
+async def test_one_table_may_be_named_as_a_string(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+    await db.create_agent_log(agent, "old", created_at="2000-01-01T00:00:00Z")
+    await db.create_system_log("old", created_at="2000-01-01T00:00:00Z")
+    assert await db.prune("1d", tables="agent_logs") == {"agent_logs": 1}
+    assert len(await db.list_system_logs()) == 1
 
 
 def test_older_than_forms() -> None:

@@ -231,6 +231,12 @@ async def test_stats(db: DatabaseManager) -> None:
     assert stats["schema_version"] >= 1
     assert stats["size_bytes"] > 0
     assert stats["counts"]["agents"] == 1 and stats["counts"]["orchestrator_agents"] == 1
+    if db.dialect.value == "postgresql":  # this schema's tables, not the whole database's
+        [row] = await db.store.fetch("SELECT pg_database_size(current_database()) AS n")
+        assert stats["size_bytes"] < row["n"]
+        await db.create_agent_logs([{"agent_id": (await db.list_agents())[0]["id"],
+                                     "message": "x" * 1000} for _ in range(2000)])
+        assert (await db.stats())["size_bytes"] > stats["size_bytes"] + 1_000_000
 
 
 async def test_agent_created_executing_or_finished_gets_its_timestamp(db: DatabaseManager) -> None:

@@ -345,3 +345,21 @@ async def test_insert_records_names_an_unknown_table(db: DatabaseManager) -> Non
     with pytest.raises(ValidationError, match="table must be one of") as e:
         await db.insert_records("nope", [{"id": "x"}])
     assert e.value.field == "table"
+
+
+async def test_an_agent_cannot_become_its_own_ancestor(db: DatabaseManager) -> None:
+    oa = await db.create_orchestrator_agent("o")
+    lead = await db.create_agent(oa, "s")
+    sub = await db.create_agent(oa, "s", parent_agent_id=lead)
+    leaf = await db.create_agent(oa, "s", parent_agent_id=sub)
+    for agent, parent, why in ((lead, lead, "the agent itself"), (lead, sub, "sub-agents"),
+                               (lead, leaf, "sub-agents"), (sub, leaf, "sub-agents")):
+        with pytest.raises(ValidationError, match=why) as e:
+            await db.update_agent(agent, parent_agent_id=parent)
+        assert e.value.field == "parent_agent_id"
+    assert [a["parent_agent_id"] for a in await db.list_agents()] == [None, lead, sub]
+    # Moving a run elsewhere in the tree, or to the top, is fine.
+    assert await db.update_agent(leaf, parent_agent_id=lead)
+    assert await db.update_agent(sub, parent_agent_id=None)
+    assert await db.update_agent(lead, parent_agent_id=sub)
+    assert [a["parent_agent_id"] for a in await db.list_agents()] == [sub, None, lead]

@@ -26,6 +26,8 @@ from ..tables import COLUMNS, TERMINAL_AGENT_STATUSES
 from ..validation import check_choice, check_text, check_time, check_uuid, short, validate
 from .queries import QueryBuilder, lister, streamer
 
+_MAX_DEPTH = 10_000  # sub-agent levels a loop check walks up (a loop already stored ends there)
+
 
 def _required(value: Any, field: str) -> Any:
     """The one argument a ``*_by_*`` method selects by: None would list every row."""
@@ -273,7 +275,15 @@ class RecordOperations(QueryBuilder):
         return await store.execute(sql, q.params) > 0
 
     async def update_agent(self, agent_id: str, **fields: Any) -> bool:
-        """Change fields of a runtime agent; False if it does not exist."""
+        """Change fields of a runtime agent; False if it does not exist.
+
+        Raises:
+            ValidationError: the new ``parent_agent_id`` is the agent or one of its sub-agents
+                (the runs would form a loop).
+        """
+        if fields.get("parent_agent_id") is not None:
+            await self._check_no_loop(check_uuid(agent_id, "agent_id"),
+                                      check_uuid(fields["parent_agent_id"], "parent_agent_id"))
         try:
             return await self._update("agents", agent_id, AgentUpdate, fields, touch=True)
         except ForeignKeyError as exc:
@@ -284,6 +294,23 @@ class RecordOperations(QueryBuilder):
                                       field="parent_agent_id") from exc.__cause__
             raise ForeignKeyError(f"orchestrator agent {oa} does not exist",
                                   field="orchestrator_agent_id") from exc.__cause__
+
+    async def _check_no_loop(self, agent_id: str, parent: str) -> None:
+        """Refuse ``parent`` as the parent of ``agent_id`` if it is the agent or below it."""
+        q = self.store.query()
+        start = q.p(parent)  # placeholders in the order they stand in the SQL (SQLite's ?)
+        child = q.p(agent_id)
+        found = await self.store.fetch(
+            "WITH RECURSIVE up (id, depth) AS ("
+            f" SELECT id, 0 FROM agents WHERE id = {start}"
+            " UNION ALL SELECT a.parent_agent_id, up.depth + 1 FROM agents AS a JOIN up"
+            f" ON a.id = up.id WHERE a.parent_agent_id IS NOT NULL AND up.depth < {_MAX_DEPTH})"
+            f" SELECT 1 AS found FROM up WHERE id = {child} LIMIT 1", q.params)
+        if found or parent == agent_id:
+            raise ValidationError(
+                f"agent {parent} cannot be the parent of agent {agent_id}: it is "
+                + ("the agent itself" if parent == agent_id else "one of its sub-agents"),
+                field="parent_agent_id")
 
     async def delete_agent(self, agent_id: str) -> bool:
         """Delete a runtime agent with its prompts and logs; False if it does not exist."""

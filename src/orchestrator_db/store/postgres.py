@@ -387,7 +387,11 @@ class PostgresStore(Store):
             f"file in: orchestrator-db copy sqlite:///{src} {self.target.display()}")
 
     async def storage_bytes(self) -> int:
-        rows = await self.fetch("SELECT pg_database_size(current_database()) AS n")
+        # The tables (with their indexes and TOAST) of the schema this store uses, not the
+        # whole database: one database often holds several applications' schemas.
+        rows = await self.fetch(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS n FROM pg_class AS c "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')")
         return int(rows[0]["n"])
 
 
