@@ -16,6 +16,7 @@ The driver's exception, when there is one, is chained as ``__cause__``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 
@@ -85,7 +86,9 @@ __all__ = [
 def shown(value: Any, limit: int = 80) -> str:
     """Return ``repr(value)`` cut to ``limit`` characters, for a message; never raises."""
     try:
-        text = repr(value)
+        # A time as its ISO 8601 text: a query parameter arrives parsed, and its repr
+        # (datetime.datetime(9999, 12, 31, ..., tzinfo=TzInfo(-3600))) is no form a caller wrote.
+        text = repr(value.isoformat()) if isinstance(value, datetime) else repr(value)
     except Exception:  # a 5,000-digit int, JSON nested past the recursion limit, a broken __repr__
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +364,11 @@ async def test_an_agent_cannot_become_its_own_ancestor(db: DatabaseManager) -> N
     assert await db.update_agent(sub, parent_agent_id=None)
     assert await db.update_agent(lead, parent_agent_id=sub)
     assert [a["parent_agent_id"] for a in await db.list_agents()] == [sub, None, lead]
+
+
+async def test_a_time_in_a_message_is_shown_as_iso_8601(db: DatabaseManager) -> None:
+    # As the REST API passes a parsed query parameter: shown as a caller writes it.
+    late = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-1)))
+    with pytest.raises(ValidationError, match=r"got '9999-12-31T23:59:59-01:00' \(") as e:
+        await db.list_agents(since=late)
+    assert "datetime.datetime" not in e.value.message
