@@ -378,13 +378,16 @@ async def test_errors(client: httpx.AsyncClient) -> None:
 async def test_body_limit(db_url: str) -> None:
     from orchestrator_db.api import create_app
 
+    # max_body_bytes limits the bodies of routes that take no record; a record route admits at
+    # least its largest record (test_body_limits.py).
     app = create_app(db_url, max_body_bytes=2_000)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
-        r = await client.post("/api/system-logs", json={"message": "x" * 1_500})
+        r = await client.post("/api/system-logs", json={"message": "x" * 3_000})
         assert r.status_code == 201
-        error_of(await client.post("/api/system-logs", json={"message": "x" * 3_000}), 413,
-                 "PayloadTooLarge")
+        r = await client.post("/api/stats", content=b"x" * 1_500)
+        error_of(r, 405, "MethodNotAllowed")  # within the limit: routed
+        error_of(await client.post("/api/stats", content=b"x" * 3_000), 413, "PayloadTooLarge")
 
         # No Content-Length (chunked): counted while reading, refused past the limit.
         async def chunks() -> Any:
@@ -393,7 +396,7 @@ async def test_body_limit(db_url: str) -> None:
                 yield b"y" * 500
             yield b'"}'
 
-        r = await client.post("/api/system-logs", content=chunks(),
+        r = await client.post("/api/stats", content=chunks(),
                               headers={"content-type": "application/json"})
         error_of(r, 413, "PayloadTooLarge")
         assert (await client.get("/api/stats")).json()["counts"]["system_logs"] == 1

@@ -46,7 +46,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator_db import DatabaseManager
-from orchestrator_db.api import create_app
+from orchestrator_db.api import create_app, routes
+from orchestrator_db.api.limits import body_limits
 
 
 @pytest.fixture
@@ -133,12 +134,13 @@ async def valid_body(db: DatabaseManager, resource: str) -> dict[str, Any]:
     }[resource]
 
 
-MAX_BODY_BYTES = 1_000_000
+# Each record route admits its largest valid record (api/limits.py); larger bodies are 413.
+BODY_LIMITS = body_limits(routes.router.routes, 1_000_000)
 
 
 def check_status(what: str, status: int, expected: Mapping[str, Verdict], ok: int,
-                 taken: bool = False, size: int = 0) -> bool:
-    if size > MAX_BODY_BYTES:
+                 taken: bool = False, size: int = 0, limit: int = 1_000_000) -> bool:
+    if size > limit:
         assert status == 413, f"{what}: {status} for a body of {size} bytes, expected 413"
         return False
     if refused := refusals(expected):
@@ -176,7 +178,8 @@ async def test_create_then_read_back(api: httpx.AsyncClient, db: DatabaseManager
     record = answered(created, what)
     if created.status_code == 201 and name is not None:
         names.add(name)
-    if not check_status(what, created.status_code, expected, 201, taken, size(body)):
+    limit = BODY_LIMITS[f"/api/{resource}"]
+    if not check_status(what, created.status_code, expected, 201, taken, size(body), limit):
         return
     fetched = answered(await api.get(f"/api/{resource}/{record['id']}"), f"GET after {what}")
     assert fetched == record, f"{what}: GET differs:\n {show(fetched)}\n {show(record)}"
@@ -191,7 +194,8 @@ async def test_create_then_read_back(api: httpx.AsyncClient, db: DatabaseManager
     if patched.status_code == 200 and new_name is not None:
         names.discard(name)
         names.add(new_name)
-    if check_status(what, patched.status_code, update_expected, 200, taken, size(update)):
+    if check_status(what, patched.status_code, update_expected, 200, taken, size(update),
+                    limit):
         fetched = answered(await api.get(f"/api/{resource}/{record['id']}"), f"GET after {what}")
         assert fetched == result, f"{what}: GET differs:\n {show(fetched)}\n {show(result)}"
         assert_stored(what, {"rest": result}, update_expected)

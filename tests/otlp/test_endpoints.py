@@ -173,7 +173,7 @@ async def test_large_batches_fit_the_otlp_body_limit(client: httpx.AsyncClient) 
     big = {**CHAT, "gen_ai.input.messages": "x" * 3_000_000}
     response = await send(client, traces([span(trace, new_span(), "chat", attrs=big)]))
     assert partial_success(response) == (0, "")
-    response = await client.post("/api/system-logs", content=b"x" * 2_000_000,
+    response = await client.post("/api/stats", content=b"x" * 2_000_000,
                                  headers={"content-type": "application/json"})
     assert response.status_code == 413  # the rest of the API keeps its limit
 

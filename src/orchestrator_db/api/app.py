@@ -27,10 +27,10 @@ from ..database import DatabaseManager
 from ..errors import OrchestratorDBError
 from ..events import ChangeFeed
 from ..maintenance import apply_retention_policy, retention_days
-from ..models import MAX_CONTENT_CHARS
 from ..otlp import OtlpReceiver
 from ..version import __version__
 from . import errors, otlp, routes, ws
+from .limits import body_limits
 from .schemas import Health
 from .security import (
     LOOPBACK_NAMES,
@@ -44,9 +44,8 @@ from .security import (
 TOKEN_ENV = "ORCHESTRATOR_API_TOKEN"
 logger = logging.getLogger("orchestrator_db.api")
 DEFAULT_HOST = "127.0.0.1"
+# Bodies of routes that take no record; a record route admits its largest record (limits.py).
 DEFAULT_MAX_BODY_BYTES = 1_000_000
-# Content and response at their limit, in UTF-8 and JSON-escaped: what a prompt body may be.
-PROMPT_BODY_BYTES = 2 * MAX_CONTENT_CHARS * 4 + 1_000_000
 # OTLP exporters send up to 512 spans a request, prompts and responses included, uncompressed
 # by default: 1 MB would refuse ordinary batches.
 DEFAULT_MAX_OTLP_BODY_BYTES = 32 * 1024 * 1024
@@ -141,8 +140,9 @@ def create_app(
         token: the API token; defaults to ``ORCHESTRATOR_API_TOKEN``. Required when ``host`` is
             not a loopback address; enforced whenever set.
         host: the address the app will be served on (only used for the token rule above).
-        max_body_bytes: larger request bodies get 413 (prompts, whose content may be 10,000,000
-            characters, and OTLP exports have their own, larger limits).
+        max_body_bytes: larger request bodies get 413. A route that takes a record admits at
+            least the largest record its schema accepts (``limits.py``: a prompt's content and
+            response may be 10,000,000 characters each), and OTLP exports have their own limit.
         max_otlp_body_bytes: the same for OTLP export requests (``/v1/traces``, ``/v1/logs``).
         manager: an already-built manager to use instead of opening one from ``url``/``db_path``;
             it is connected by the lifespan if needed and then left open for its owner.
@@ -245,9 +245,8 @@ def create_app(
     app.add_middleware(StrictUtf8)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
                        path_limits={**dict.fromkeys(OTLP_PATHS, max_otlp_body_bytes),
-                                    # A prompt may hold what the library accepts (10,000,000
-                                    # characters of content and as many of response).
-                                    "/api/prompts": max(max_body_bytes, PROMPT_BODY_BYTES)})
+                                    # Each record route admits what the library accepts.
+                                    **body_limits(routes.router.routes, max_body_bytes)})
     if required_token is not None:
         app.add_middleware(TokenAuth, token=required_token)
     else:

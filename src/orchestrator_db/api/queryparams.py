@@ -1,11 +1,13 @@
 """Unknown query parameters are refused: ``?level=ERROR`` where ``min_level`` is meant is a 400.
 
 Ignoring one would answer as if no filter had been asked for (every level, every session), which
-looks like a right answer. The error names the parameters the route takes.
+looks like a right answer. The error names the parameters the route takes. ``/ws/events`` refuses
+them with the same error (ws.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import Request
@@ -32,6 +34,16 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
+def unknown_parameter(names: Iterable[str], known: frozenset[str]) -> ValidationError | None:
+    """The error for the first of ``names`` not in ``known`` (naming those), or None."""
+    for name in names:
+        if name not in known and name not in ALWAYS_KNOWN:
+            listed = ", ".join(sorted(known - ALWAYS_KNOWN)) or "none"
+            return ValidationError(f"unknown query parameter {name!r}; known: {listed}",
+                                   field=name)
+    return None
+
+
 async def refuse_unknown_query(request: Request) -> None:
     """Refuse a query parameter the route does not take, naming those it does."""
     if not request.query_params:
@@ -44,8 +56,6 @@ async def refuse_unknown_query(request: Request) -> None:
     if known is None:
         known = frozenset(_query_names(dependant) | ALWAYS_KNOWN)
         setattr(route, _CACHE, known)
-    for name in request.query_params:
-        if name not in known:
-            listed = ", ".join(sorted(known - ALWAYS_KNOWN)) or "none"
-            raise ValidationError(f"unknown query parameter {name!r}; known: {listed}",
-                                  field=name)
+    error = unknown_parameter(request.query_params, known)
+    if error is not None:
+        raise error

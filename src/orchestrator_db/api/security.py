@@ -268,29 +268,72 @@ def redact_tokens_in_access_log() -> None:
 
 
 # Request targets ---------------------------------------------------------------------------------
+def _is_utf8(part: bytes) -> bool:
+    """Whether a piece of a URL is UTF-8 once percent-decoded."""
+    if b"%" not in part:
+        return True
+    try:
+        unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _bad_parameter(query: bytes) -> str | None:
+    """The name of the first query parameter whose value is not UTF-8, if its name is."""
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name and _is_utf8(name) and not _is_utf8(value):
+            return unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8")
+    return None
+
+
+def not_utf8(scope: Scope) -> dict[str, Any] | None:
+    """The error body for a path or query string that is not UTF-8 once percent-decoded, else None.
+
+    It names the query parameter at fault, when its value is, as other bad parameters' do.
+    """
+    query = scope.get("query_string") or b""
+    if not _is_utf8(scope.get("raw_path") or b""):
+        field = None
+    elif not _is_utf8(query):
+        field = _bad_parameter(query)
+    else:
+        return None
+    return error_body("ValidationError", f"{field or 'the URL'} is not valid UTF-8 once "
+                      "percent-decoded (a lone surrogate or a stray byte)", field)
+
+
+async def refuse_websocket_frame(receive: Receive, send: Send, body: dict[str, Any]) -> None:
+    """Accept a WebSocket, send ``body`` as its one message and close it with 1008.
+
+    What ``/ws/events`` does with a bad parameter (ws.py): a client reads why in a message,
+    where a handshake refused before ``websocket.accept`` reaches it as a bare HTTP 403.
+    """
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": json.dumps(body)})
+    await send({"type": "websocket.close", "code": 1008})
+
+
 class StrictUtf8:
-    """Answer 400 to a request whose path or query string is not UTF-8 once percent-decoded.
+    """Refuse a request whose path or query string is not UTF-8 once percent-decoded.
 
     Starlette would decode ``%ED%B2%80`` (a lone surrogate's bytes) to U+FFFD and the filter
-    would quietly match nothing: refused instead, like every other malformed input.
+    would quietly match nothing: refused instead, like every other malformed input: 400 over
+    HTTP, and over a WebSocket the error message and close 1008 of its other bad parameters.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            raw = [scope.get("raw_path") or b"", scope.get("query_string") or b""]
-            try:
-                for part in raw:
-                    if b"%" in part:
-                        unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
-            except UnicodeDecodeError:
-                if scope["type"] == "http":
-                    await send_json(send, 400, error_body(
-                        "ValidationError", "the URL is not valid UTF-8 once percent-decoded "
-                        "(a lone surrogate or a stray byte)"))
-                    return
-                await send({"type": "websocket.close", "code": 1007})
-                return
-        await self.app(scope, receive, send)
+        error = not_utf8(scope) if scope["type"] in ("http", "websocket") else None
+        if error is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await send_json(send, 400, error)
+        else:
+            await refuse_websocket_frame(receive, send, error)

@@ -8,8 +8,9 @@ Each message is one ``ChangeEvent.to_dict()``; with ``batch=1`` each message is 
 array of one or more of them, in position order: every event ready when the server sends (a
 burst of commits, a replayed batch, up to ``MAX_BATCH``), so the server sends one message per
 burst rather than one per event (what the dashboard asks for). The server only sends; anything
-the client sends is ignored. A bad parameter closes the socket with code 1008 after one
-``{"error": ...}`` message.
+the client sends is ignored. A bad parameter, an unknown one (as the REST routes refuse them) or
+one that is not UTF-8 once percent-decoded (security.StrictUtf8) closes the socket with code
+1008 after one ``{"error": ...}`` message.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from ..events import ChangeEvent
 from ..models import LOG_LEVELS
 from .errors import error_body
+from .queryparams import unknown_parameter
 
 router = APIRouter()
 # Events one subscriber sends before letting the other tasks run: a burst of events reaches
@@ -38,12 +40,17 @@ YIELD_EVERY = 5
 # loop's time (a syscall and ~40 µs of ASGI and framing each); one per burst is ~200.
 MAX_BATCH = 500
 FLAGS = {"1": True, "true": True, "0": False, "false": False}
+# The query parameters /ws/events takes; others are refused (the API token is always allowed).
+PARAMETERS = frozenset({"session_id", "agent_id", "min_level", "after", "batch"})
 logger = logging.getLogger("orchestrator_db.api")
 
 
 def _filters(params: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Parse the query parameters into subscribe() arguments, or an error body."""
     out: dict[str, Any] = {}
+    unknown = unknown_parameter(params, PARAMETERS)
+    if unknown is not None:
+        return out, error_body(type(unknown).__name__, unknown.message, unknown.field)
     after = params.get("after")
     if after not in (None, ""):
         try:
