@@ -92,3 +92,15 @@ def run_writer(url: str, *args: str) -> Any:
     if result.returncode != 0:
         raise RuntimeError(f"writer failed ({result.returncode}):\n{result.stderr}")
     return json.loads(result.stdout)
+
+
+def error_of(response: Any, status: int, type_: str, field: str | None = None
+             ) -> dict[str, Any]:
+    """Assert the one error shape (an httpx response) and return its inner object."""
+    assert response.status_code == status, response.text[:300]
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "field"}
+    assert body["error"]["type"] == type_ and body["error"]["field"] == field, body
+    assert body["error"]["message"]
+    return body["error"]  # type: ignore[no-any-return]
+

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from apihelpers import error_of
 
 from orchestrator_db.models import (
     MAX_CONTENT_CHARS,
@@ -85,15 +86,6 @@ async def post(client: httpx.AsyncClient, method: str, url: str, body: Any) -> h
     # json.dumps escapes every character outside ASCII: the costliest encoding a client makes.
     return await client.request(method, url, content=json.dumps(body).encode(),
                                 headers={"content-type": "application/json"})
-
-
-def error_of(response: httpx.Response, status: int, type_: str, field: str | None = None
-             ) -> dict[str, Any]:
-    assert response.status_code == status, response.text[:300]
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "field"}
-    assert body["error"]["type"] == type_ and body["error"]["field"] == field, body
-    return body["error"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("resource", RESOURCES)

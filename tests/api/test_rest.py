@@ -6,21 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
+from apihelpers import error_of
 
 MISSING = "01900000-0000-7000-8000-000000000000"
-
-
-def error_of(response: httpx.Response, status: int, type_: str, field: str | None = None
-             ) -> dict[str, Any]:
-    """Assert the one error shape and return its inner object."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"type", "message", "field"}
-    assert body["error"]["type"] == type_
-    assert body["error"]["field"] == field
-    assert body["error"]["message"]
-    return body["error"]  # type: ignore[no-any-return]
 
 
 async def make_oa(client: httpx.AsyncClient, name: str = "planner", **extra: Any) -> dict[str, Any]:
@@ -101,6 +89,10 @@ async def test_agents_crud_and_filters(client: httpx.AsyncClient) -> None:
     body = r.json()
     assert body["status"] == "completed" and body["name"] == "b1x"
     assert body["completed_at"] is not None and body["completed_at"] >= body["started_at"]
+    for field in ("status", "session_id"):  # NOT NULL columns: null is refused alike
+        error = error_of(await client.patch(f"/api/agents/{a1['id']}", json={field: None}),
+                         400, "ValidationError", field)
+        assert error["message"] == f"{field} cannot be set to None"
 
     assert (await client.delete(f"/api/agents/{a3['id']}")).status_code == 204
     error_of(await client.get(f"/api/agents/{a3['id']}"), 404, "NotFoundError", "id")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from test_rest import error_of, make_agent, make_oa
+from apihelpers import error_of
+from test_rest import make_agent, make_oa
 
 
 async def _pages(client: httpx.AsyncClient, path: str, **params: object) -> list[list[str]]:

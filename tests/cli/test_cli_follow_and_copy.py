@@ -21,6 +21,15 @@ def _reader(stream, lines: queue.Queue[str]) -> None:  # type: ignore[no-untyped
         lines.put(line)
 
 
+def _follow(*args: str, env: dict[str, str]
+            ) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """Start ``logs --follow`` with ``args``; return it and the queue its lines arrive in."""
+    proc = start("logs", "--follow", *args, env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    return proc, lines
+
+
 def _next_line(lines: queue.Queue[str], proc: subprocess.Popen[str]) -> str:
     try:
         # Generous: a guard against a hang, not a measurement.
@@ -33,10 +42,7 @@ def _next_line(lines: queue.Queue[str], proc: subprocess.Popen[str]) -> str:
 def test_logs_follow_prints_new_lines_from_another_process(db_url: str) -> None:
     ids = sample_data(db_url)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
-    proc = start("logs", "--follow", "--json", "--url", db_url, "--agent", ids["a1"], "-n", "2",
-                 env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    proc, lines = _follow("--json", "--url", db_url, "--agent", ids["a1"], "-n", "2", env=env)
     try:
         first = [json.loads(_next_line(lines, proc)) for _ in range(2)]
         assert [r["message"] for r in first] == ["step 4", "careful [red]not markup[/red]"]
@@ -80,9 +86,7 @@ def test_logs_follow_from_an_empty_database(tmp_path: Path) -> None:
             oa = await db.create_orchestrator_agent("o")
             return await db.create_agent(oa, "s")
     agent = asyncio.run(setup())
-    proc = start("logs", "-f", "--url", url, env={**os.environ, "COLUMNS": "200"})
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    proc, lines = _follow("--url", url, env={**os.environ, "COLUMNS": "200"})
     try:
         async def write() -> None:
             async with DatabaseManager(url=url) as db:
@@ -109,10 +113,7 @@ def test_logs_follow_prints_lines_written_after_a_future_dated_one(db_url: str) 
             await db.create_agent_log(ids["a1"], "an hour ahead", created_at=later)
     asyncio.run(write_ahead())
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
-    proc = start("logs", "-f", "--json", "--url", db_url, "--agent", ids["a1"], "-n", "2",
-                 env=env)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    proc, lines = _follow("--json", "--url", db_url, "--agent", ids["a1"], "-n", "2", env=env)
     try:
         first = [json.loads(_next_line(lines, proc))["message"] for _ in range(2)]
         assert first == ["an hour ahead", "far future"]
@@ -142,10 +143,7 @@ def test_logs_follow_spells_out_control_characters(db_url: str) -> None:
         async with DatabaseManager(url=db_url) as db:
             await db.create_agent_log(ids["a2"], "ahead", created_at="9999-12-31T23:59:59Z")
     asyncio.run(write_ahead())
-    proc = start("logs", "-f", "--url", db_url, "-n", "1",
-                 env={**os.environ, "COLUMNS": "200"})
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    proc, lines = _follow("--url", db_url, "-n", "1", env={**os.environ, "COLUMNS": "200"})
     try:
         assert _next_line(lines, proc).endswith(f" builder {ids['a2'][-8:]} event  ahead\n")
 

@@ -326,6 +326,8 @@ async def update_agent(db: Db, record_id: RowId, body: AgentUpdate) -> dict[str,
     (completed, failed, cancelled) fills ``completed_at``, unless given or already set.
     """
     fields = body.model_dump(exclude_unset=True)
+    if "status" in fields and fields["status"] is None:
+        raise ValidationError("status cannot be set to None", field="status")
     status = fields.pop("status", None)
     if status is None and not fields:
         raise ValidationError("no fields to update; allowed fields: "

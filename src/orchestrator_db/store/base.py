@@ -367,11 +367,7 @@ class Store(abc.ABC):
         return rows
 
     async def insert_encoded(self, table: str, columns: Sequence[str], encoded: Any) -> None:
-        """``insert_many`` of what ``encode_many`` returned for these columns.
-
-        Called inside a transaction level its caller opened for the whole batch, and rolls back
-        as a whole if any slice fails.
-        """
+        """``insert_many`` of what ``encode_many`` returned, inside the batch's own level."""
         await self.insert_many(table, columns, encoded)
 
     @abc.abstractmethod
