@@ -41,6 +41,7 @@ MAX_SHORT_CHARS = 1_000
 MAX_MESSAGE_CHARS = 1_000_000
 MAX_CONTENT_CHARS = 10_000_000
 MAX_JSON_BYTES = 1_000_000
+MAX_CAPABILITIES = 1_000  # names in an orchestrator agent's capabilities
 # Deeper JSON is refused: the REST responses are serialised by pydantic-core, which gives up at
 # 255 levels (a list page wraps details in 3 more), and json's C codec at about 1,000 levels of
 # the caller's whole stack, so a deeper value could be stored by one call and unreadable by the
@@ -218,7 +219,7 @@ Content = Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS, pattern
 # Validated and encoded once: the model holds JsonText, which the store passes through.
 JSONValue = Annotated[Any, BeforeValidator(encode_json)]
 JSONObject = Annotated[Any, BeforeValidator(_json_object)]
-Capabilities = Annotated[list[Name] | None,
+Capabilities = Annotated[list[Name] | None, Field(max_length=MAX_CAPABILITIES),
                          BeforeValidator(_capabilities)]
 Timestamp = Annotated[datetime | None, BeforeValidator(_timestamp)]
 Level = Annotated[LogLevel, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)]

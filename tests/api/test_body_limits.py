@@ -17,6 +17,7 @@ import pytest
 from apihelpers import error_of
 
 from orchestrator_db.models import (
+    MAX_CAPABILITIES,
     MAX_CONTENT_CHARS,
     MAX_JSON_BYTES,
     MAX_MESSAGE_CHARS,
@@ -118,7 +119,8 @@ async def test_the_limits_admit_the_costliest_encoding_and_no_more(
     # surrogate pair) and 6 a byte of JSON.
     text, json_field = 12, 6 * MAX_JSON_BYTES
     floors = {
-        "orchestrator-agents": text * MAX_CONTENT_CHARS + 2 * json_field,  # and capabilities
+        "orchestrator-agents": text * MAX_CONTENT_CHARS + json_field  # and capabilities:
+        + MAX_CAPABILITIES * (text * MAX_NAME_CHARS + 3),
         "agents": json_field,
         "prompts": 2 * text * MAX_CONTENT_CHARS,
         "agent-logs": text * MAX_MESSAGE_CHARS + json_field,

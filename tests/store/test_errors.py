@@ -372,3 +372,12 @@ async def test_a_time_in_a_message_is_shown_as_iso_8601(db: DatabaseManager) -> 
     with pytest.raises(ValidationError, match=r"got '9999-12-31T23:59:59-01:00' \(") as e:
         await db.list_agents(since=late)
     assert "datetime.datetime" not in e.value.message
+
+
+async def test_capabilities_hold_at_most_a_thousand_names(db: DatabaseManager) -> None:
+    # Each name is short; their number was unbounded (20 MB of them were stored).
+    oa = await db.create_orchestrator_agent("many", capabilities=",".join(["c"] * 1000))
+    assert len((await db.get_orchestrator_agent(oa) or {})["capabilities"]) == 1000
+    with pytest.raises(ValidationError, match="at most 1000 items") as e:
+        await db.update_orchestrator_agent(oa, capabilities=["c"] * 1001)
+    assert e.value.field == "capabilities"
