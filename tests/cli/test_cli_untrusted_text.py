@@ -70,6 +70,8 @@ def test_logs_json_gives_the_stored_text_back_unchanged(hostile: dict[str, Any])
     assert row["message"] == MESSAGE and row["log_type"] == "step\x1b[1m"
     assert row["details"] == {"k": "\x9b\x1b"}
     assert "\\u001b]0;pwned\\u0007" in result.stdout  # JSON's own escapes, as before
+    # ... and DEL, C1 and bidi controls, which JSON would leave raw: none reaches the terminal.
+    assert '"\\u009b\\u001b"' in result.stdout and "\x9b" not in result.stdout
 
 
 def test_agents_table_spells_out_control_characters(hostile: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -46,8 +47,20 @@ def _time(value: str | None) -> Text:
     return plain("" if not value else value[:19].replace("T", " "))
 
 
+# JSON escapes C0 controls but, with ensure_ascii=False, leaves DEL, the C1 controls (U+009B is
+# a CSI to some terminals) and the bidi controls raw; they only occur inside strings, where a
+# \uXXXX escape is the same value.
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _json_text(data: Any, indent: int | None = None) -> str:
+    """JSON of ``data`` for a terminal: non-ASCII text kept, every control character escaped."""
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                            json.dumps(data, indent=indent, ensure_ascii=False))
+
+
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(_json_text(data, indent=2))
 
 
 # sessions -------------------------------------------------------------------------------------
@@ -212,7 +225,7 @@ def logs(
 
     def emit(row: dict[str, Any]) -> None:
         if as_json:
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.write(_json_text(row) + "\n")
             sys.stdout.flush()
         else:
             console.print(_log_line(row, system, labels), highlight=False, soft_wrap=True)
