@@ -74,7 +74,7 @@ def test_copy_command_sqlite_to_postgres(pg_url: str, tmp_path: Path) -> None:
     # One URL: the source is --db; a second run has nothing left to copy.
     again = invoke("copy", "--db", str(source), pg_url)
     assert again.exit_code == 0, again.output
-    assert "resumed and completed 0 rows" in again.stdout
+    assert "already complete: nothing to copy; verified" in again.stdout
     assert "verified" in again.stdout
 
 

@@ -109,5 +109,8 @@ def _print_result(result: CopyResult, as_json: bool) -> None:
                       f"{t.copied_rows:,}", (t.checksum or "")[:16])
     console.print(table)
     how = {"new": "copied", "resume": "resumed and completed", "merge": "merged"}[result.mode]
-    console.print(f"{how} {row_count(result.copied_rows)}; verified: row counts and checksums of "
+    done = f"{how} {row_count(result.copied_rows)}"
+    if result.mode == "resume" and not result.copied_rows:
+        done = "already complete: nothing to copy"  # a re-run of a copy that had ended
+    console.print(f"{done}; verified: row counts and checksums of "
                   f"all {len(result.tables)} tables match", highlight=False, soft_wrap=True)
