@@ -11,9 +11,12 @@ import asyncio
 import collections
 import functools
 import logging
+import multiprocessing.util
+import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,18 +115,26 @@ class OrchestratorDBHandler(logging.Handler):
         self._closing = False
         self._closed = False
         self._warned_drop = False
+        self._warned_closed = False
         self._startup_error: BaseException | None = None
+        self._constructing = True  # the first writer's connection error is the constructor's
+        self._forked = False  # in a forked child, until its own writer starts
         self._thread = self._start_writer()
+        self._constructing = False
         if self._startup_error is not None:
             self._thread.join()
             raise self._startup_error
+        _LIVE.add(self)
+        # A multiprocessing child leaves through os._exit, past logging's atexit flush: its
+        # records are written when its process ends (multiprocessing's finalizers).
+        multiprocessing.util.register_after_fork(self, _close_at_child_exit)
 
     def _start_writer(self) -> threading.Thread:
         started = threading.Event()
         thread = threading.Thread(target=self._writer, args=(started,),
                                   name="orchestrator-db-log-writer", daemon=True)
         thread.start()
-        if self.restarts == 0:
+        if self._constructing:
             started.wait()  # the first connection's error is the constructor's
         return thread
 
@@ -131,6 +142,10 @@ class OrchestratorDBHandler(logging.Handler):
         """Start a new writer if the last one died (never expected; reported, not hidden)."""
         with self._cond:
             if self._thread.is_alive() or self._closing or self._startup_error is not None:
+                return
+            if self._forked:  # a forked child's first record: its own writer, nothing lost
+                self._forked = False
+                self._thread = self._start_writer()
                 return
             # The batch the dead writer had taken off the queue is lost with it: count it as
             # failed, so written + failed still adds up and flush() does not wait for it.
@@ -166,12 +181,16 @@ class OrchestratorDBHandler(logging.Handler):
         if not self._thread.is_alive():
             self._ensure_writer()
         with self._cond:
-            if self._closing:
-                return
-            if len(self._queue) >= self.queue_size:
+            if self._closing:  # logged after close(): counted, and said once
+                self.dropped += 1
+                first = not self._warned_closed
+                self._warned_closed = True
+                what = "records logged after close() are dropped"
+            elif len(self._queue) >= self.queue_size:
                 self.dropped += 1
                 first = not self._warned_drop
                 self._warned_drop = True
+                what = f"queue is full ({self.queue_size} records); dropping log records"
             else:
                 self._queue.append(entry)
                 self._accepted += 1
@@ -180,9 +199,7 @@ class OrchestratorDBHandler(logging.Handler):
                 return
         if first:
             sys.stderr.write(
-                f"orchestrator-db: OrchestratorDBHandler queue is full ({self.queue_size} "
-                "records); dropping log records (counted in handler.dropped)\n"
-            )
+                f"orchestrator-db: OrchestratorDBHandler {what} (counted in handler.dropped)\n")
 
     def _entry(self, record: logging.LogRecord) -> _Entry:
         attrs = record.__dict__
@@ -242,6 +259,19 @@ class OrchestratorDBHandler(logging.Handler):
             self._thread.join()
         super().close()
 
+    def _after_fork(self) -> None:
+        """In a forked child: start from an empty queue (the parent writes what it had queued)
+        and counters of this process's own; its writer starts with its first record."""
+        self._cond = threading.Condition(threading.Lock())  # the parent's may have been held
+        self._queue = collections.deque()
+        self._accepted = self._done = 0
+        self.dropped = self.failed = self.written = self.retried = self.restarts = 0
+        self.last_error = None
+        self._reported = set()
+        self._flush_asked = False
+        self._warned_drop = False
+        self._forked = True
+
     # the writer's side ---------------------------------------------------------------------------
     def _writer(self, started: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -250,7 +280,7 @@ class OrchestratorDBHandler(logging.Handler):
             try:
                 db = loop.run_until_complete(self._connect())
             except BaseException as exc:
-                if self.restarts == 0:  # the first writer: handed to the constructor
+                if self._constructing:  # the first writer: handed to the constructor
                     self._startup_error = exc
                     return
                 self._report(f"the restarted log writer could not connect ({exc!r})")
@@ -428,6 +458,23 @@ class OrchestratorDBHandler(logging.Handler):
         return {"id": uuid7(), "message": row["message"], "log_level": row["log_level"],
                 "source": details.get("logger"), "details": details,
                 "created_at": row["created_at"]}
+
+
+# Handlers of this process, reset in a forked child: its copy of the queue holds the parent's
+# records, which the parent writes itself (written twice, before).
+_LIVE: weakref.WeakSet[OrchestratorDBHandler] = weakref.WeakSet()
+
+
+def _forget_parent_records() -> None:
+    for handler in list(_LIVE):
+        handler._after_fork()
+
+
+def _close_at_child_exit(handler: OrchestratorDBHandler) -> None:
+    multiprocessing.util.Finalize(handler, handler.close, exitpriority=10)
+
+
+os.register_at_fork(after_in_child=_forget_parent_records)
 
 
 @contextmanager
