@@ -164,3 +164,21 @@ def test_permission_problem_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot write the project")
     assert os.listdir(tmp_path) == ["adws"]
+
+
+def test_the_generated_usage_example_runs_twice(tmp_path: Path) -> None:
+    # What a user copies first from adws/adw_database.py: it must run again unchanged.
+    root = tmp_path / "project"
+    assert init(str(root)).exit_code == 0  # type: ignore[attr-defined]
+    doc = (root / "adws/adw_database.py").read_text()
+    block = doc.split("Usage::\n", 1)[1].split("\n\nPlain synchronous", 1)[0]
+    example = "\n".join(line[4:] for line in block.splitlines())
+    (root / "example.py").write_text(example)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("DATABASE_URL", None)
+    env.pop("ORCHESTRATOR_DB_PATH", None)
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "example.py"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert (root / "data/orchestrator.db").is_file()
