@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import signal
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,7 @@ class Run:
         self.session_id = session_id
         self.pace = pace
         self.rng = random.Random(seed)
+        self.running: set[str] = set()  # agents executing, cancelled if the demo is stopped
 
     async def pause(self, units: float) -> None:
         await asyncio.sleep(units * self.pace)
@@ -64,6 +66,7 @@ class Run:
         agent = await self.db.create_agent(oa, self.session_id, name=label, model=MODELS[role],
                                            metadata={"role": role})
         await self.db.update_agent_status(agent, "executing")
+        self.running.add(agent)
         await self.log(agent, f"{label} started", log_type="state_change",
                        details={"from": "pending", "to": "executing"})
         return agent
@@ -93,6 +96,7 @@ class Run:
 
     async def finish(self, agent: str, label: str, status: str) -> None:
         await self.db.update_agent_status(agent, status)
+        self.running.discard(agent)
         level = "ERROR" if status == "failed" else "INFO"
         await self.log(agent, f"{label} {status}", level=level, log_type="state_change",
                        details={"from": "executing", "to": status})
@@ -158,7 +162,13 @@ async def run_demo(db: DatabaseManager, *, duration: float = 25.0, session_id: s
                    seed: int | None = None) -> str:
     """Write one simulated session over about ``duration`` seconds; return its id."""
     session_id = session_id or "demo-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    await Run(db, session_id, pace=max(duration, 0.0) / PAUSE_UNITS, seed=seed).main()
+    run = Run(db, session_id, pace=max(duration, 0.0) / PAUSE_UNITS, seed=seed)
+    try:
+        await run.main()
+    except asyncio.CancelledError:  # stopped (Ctrl-C, SIGTERM): no run left "executing"
+        for agent in sorted(run.running):
+            await run.finish(agent, "run", "cancelled")
+        raise
     return session_id
 
 
@@ -172,12 +182,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     async def go() -> None:
+        # SIGTERM (how `orchestrator-db demo` stops it) ends the run as Ctrl-C does.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         await asyncio.sleep(args.delay)
         async with DatabaseManager(url=args.url) as db:
             session = await run_demo(db, duration=args.duration, session_id=args.session)
         print(f"demo session {session} written", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the demo quietly
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):  # ends quietly
         asyncio.run(go())
 
 
