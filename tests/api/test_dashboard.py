@@ -120,3 +120,42 @@ def test_cost_axes_label_round_amounts(db_url: str, servers: Callable[..., Serve
     }
     assert {k: v[1] for k, v in labels.items()} == {k: v[1] for k, v in want.items()}
     assert {k: v[0] for k, v in labels.items()} == pytest.approx({k: v[0] for k, v in want.items()})
+
+
+def test_long_and_right_to_left_values_keep_the_layout(db_url: str, tmp_path: Path,
+                                                       servers: Callable[..., Server],
+                                                       browser: object) -> None:
+    # Values at their limits wrap inside their cards; a name with a bidi override is isolated,
+    # so it cannot reorder the id after it; the log message keeps a readable width.
+    from playwright.sync_api import Browser
+
+    from orchestrator_db import SyncDatabaseManager
+
+    assert isinstance(browser, Browser)
+    session = "S" * 200
+    with SyncDatabaseManager(url=db_url) as db:
+        oa = db.create_orchestrator_agent("N" * 200)
+        agent = db.create_agent(oa, session, name="ab\u202ecd" + "n" * 150)
+        prompt = db.create_prompt(agent, "p" * 3000)
+        db.complete_prompt(prompt, "r" * 5000, cost_usd=0.5)
+        db.create_agent_log(agent, "LLM call failed: upstream timeout after 60 s")
+    server = servers(db_url)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(server.http + "/")
+        page.locator(f'tr[data-session="{session}"]').wait_for(timeout=TIMEOUT_MS)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        page.goto(server.http + "/#/sessions/" + session)
+        message = page.locator("#log-tail .log-msg").first
+        message.wait_for(timeout=TIMEOUT_MS)
+        page.screenshot(path=str(tmp_path / "long-values.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        assert message.bounding_box()["width"] > 300  # type: ignore[index]
+        name = "ab\u202ecd" + "n" * 150
+        for label in (page.locator("#prompts .agent-label").first,
+                      page.locator("#agents .agent-name").first):
+            # The name, isolated: its override cannot reach the id or text after it.
+            assert label.locator("bdi").count() == 1
+            assert label.locator("bdi").text_content() == name
+    finally:
+        page.close()

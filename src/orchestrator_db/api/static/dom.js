@@ -2,6 +2,9 @@
 // responses, log messages) becomes a Text node, so it can never be parsed as markup.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
+// Right-to-left letters and bidi controls. Text holding one is isolated in a <bdi>: an override
+// (U+202E) in an agent's name must not reorder the id, label or text that follows it.
+const BIDI = /[\u0590-\u08ff\u200e\u200f\u202a-\u202e\u2066-\u2069\ufb1d-\ufdff\ufe70-\ufefc]/;
 
 function append(parent, child) {
   if (child === null || child === undefined || child === false) return;
@@ -10,7 +13,12 @@ function append(parent, child) {
   } else if (child instanceof Node) {
     parent.appendChild(child);
   } else {
-    parent.appendChild(document.createTextNode(String(child)));
+    const text = document.createTextNode(String(child));
+    if (BIDI.test(text.data) && parent.namespaceURI !== SVG_NS) {
+      const isolated = document.createElement("bdi");
+      isolated.appendChild(text);
+      parent.appendChild(isolated);
+    } else parent.appendChild(text);
   }
 }
 

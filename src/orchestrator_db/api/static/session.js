@@ -186,7 +186,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
     const rows = agentTree();
     mount(agentsBody, rows.length ? rows.map(({ agent: a, depth, tokens, cost, children }) => {
       const name = h("td", { class: "agent-cell" },
-        h("div", { class: "strong nowrap" }, depth ? h("span", { class: "tree-branch", "aria-hidden": "true" }, "└ ") : null,
+        h("div", { class: "strong agent-name" }, depth ? h("span", { class: "tree-branch", "aria-hidden": "true" }, "└ ") : null,
           agentName(a.id)),
         h("div", { class: "muted mono small", title: a.id }, idTail(a.id),
           children ? ` · ${children} sub-agent${children > 1 ? "s" : ""}` : ""));
@@ -267,7 +267,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
         h("th", { class: "num" }, "Cost"), h("th", {}, "Prompt and response"))),
       h("tbody", {}, rows.map((p) => h("tr", { dataset: { prompt: p.id } },
         h("td", { class: "mono small nowrap" }, fmtClock(p.created_at)),
-        h("td", { class: "nowrap" }, agentLabel(p.agent_id)),
+        h("td", { class: "agent-col" }, agentLabel(p.agent_id)),
         h("td", { class: "mono small" }, p.model || "—"),
         h("td", {}, badge(p.status)),
         h("td", { class: "num" }, fmtInt(p.tokens_input)),
