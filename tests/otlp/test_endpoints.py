@@ -143,7 +143,18 @@ async def test_full_queue_answers_429_with_retry_after(app: FastAPI,
     assert response.status_code == 429
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["type"] == "Busy"
+    assert "items are waiting to be written" in response.json()["error"]["message"]
     assert partial_success(await send(client, _request()[1])) == (0, "")
+
+
+async def test_too_many_requests_decoding_at_once_say_so(client: httpx.AsyncClient,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not the queue: the number of bodies being decoded at once (each may be 64 MiB).
+    monkeypatch.setattr("orchestrator_db.otlp.receiver.MAX_DECODING", 0)
+    response = await send(client, _request()[1])
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["message"] == (
+        "0 export requests are being decoded already (the most at once); retry shortly")
 
 
 async def test_stopped_receiver_answers_503_with_retry_after(app: FastAPI,

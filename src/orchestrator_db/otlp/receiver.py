@@ -6,7 +6,8 @@ only once the batch that holds them has been committed: an acknowledgement means
 in the database. One writer task takes everything queued (up to ``max_batch``) and writes it in
 one transaction, so four exporters sending at once cost one commit, not four.
 
-When more than ``max_pending`` items wait, ``export()`` raises ``Busy`` at once (HTTP 429 with
+When more than ``max_pending`` items wait, or ``MAX_DECODING`` requests are being decoded,
+``export()`` raises ``Busy`` at once, saying which (HTTP 429 with
 Retry-After; OTLP exporters retry with backoff) instead of buying memory. ``stop()`` refuses new
 requests (``Unavailable``, 503), then writes what is queued before it returns, so nothing that
 was, or is about to be, acknowledged is lost on a clean shutdown.
@@ -166,9 +167,13 @@ class OtlpReceiver:
             Unavailable: the receiver is stopping or the database failed (503).
         """
         self._check_open()
-        if self._pending >= self.max_pending or self._decoding >= MAX_DECODING:
+        if self._pending >= self.max_pending:
             self.stats.busy += 1
             raise Busy(f"{self._pending} items are waiting to be written; retry shortly")
+        if self._decoding >= MAX_DECODING:
+            self.stats.busy += 1
+            raise Busy(f"{MAX_DECODING} export requests are being decoded already (the most "
+                       "at once); retry shortly")
         body_encoding(content_type)  # 415 before any work
         self._decoding += 1
         try:
