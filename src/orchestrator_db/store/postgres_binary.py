@@ -29,8 +29,6 @@ _JSONB_VERSION = b"\x01"
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # timestamptz counts microseconds from here
 _int32 = struct.Struct("!i").pack
 _timestamp = struct.Struct("!iq").pack  # its size (8), then the microseconds
-# The microseconds of datetime.max and datetime.min (UTC) -> infinity and -infinity.
-_INFINITIES = {252_455_615_999_999_999: 2**63 - 1, -63_082_281_600_000_000: -(2**63)}
 
 
 def _uuid(value: str) -> bytes:
@@ -51,11 +49,7 @@ def _timestamptz(value: datetime) -> bytes:
     if value.tzinfo is None:
         raise TypeError(f"a naive datetime cannot be written as timestamptz: {value!r}")
     delta = value - _EPOCH
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    # As asyncpg writes a parameter: its first and last instants as -infinity and infinity,
-    # so that every path stores them alike, and a cursor or filter naming them (a parameter)
-    # finds them.
-    return _timestamp(8, _INFINITIES.get(micros, micros))
+    return _timestamp(8, (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
 
 # Columns whose values repeat within a batch (a few agents, levels and types; one default

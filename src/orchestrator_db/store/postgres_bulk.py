@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -154,9 +155,9 @@ async def _gather(jobs: list[Any]) -> None:
 
 
 _NULL = "\\N"
-# The first and last instants, stored as -infinity and infinity as asyncpg writes a parameter
-# (postgres_binary.py), and read back as those instants.
-_FIRST, _LAST = "0001-01-01T00:00:00.000000+00:00", "9999-12-31T23:59:59.999999+00:00"
+# The first and last instants (which no write takes, but an older source file may hold), stored
+# as -infinity and infinity as asyncpg writes a parameter, and read back as those instants.
+_FIRST, _LAST = format_ts(datetime.min), format_ts(datetime.max)
 _INFINITE_TEXT = {_FIRST: "-infinity", _LAST: "infinity"}
 _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
