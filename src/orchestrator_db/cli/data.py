@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import sys
 import uuid
 from pathlib import Path
@@ -33,7 +32,7 @@ from . import (
     row_count,
     run_with_db,
 )
-from .display import plain, visible
+from .display import RAW_IN_JSON, plain, visible
 
 FOLLOW_INTERVAL_S = 0.2  # how often --follow looks for new commits (one cheap read)
 LEVEL_STYLES = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "red",
@@ -47,15 +46,9 @@ def _time(value: str | None) -> Text:
     return plain("" if not value else value[:19].replace("T", " "))
 
 
-# JSON escapes C0 controls but, with ensure_ascii=False, leaves DEL, the C1 controls (U+009B is
-# a CSI to some terminals) and the bidi controls raw; they only occur inside strings, where a
-# \uXXXX escape is the same value.
-_RAW_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
-
-
 def _json_text(data: Any, indent: int | None = None) -> str:
     """JSON of ``data`` for a terminal: non-ASCII text kept, every control character escaped."""
-    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}",
+    return RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}",
                             json.dumps(data, indent=indent, ensure_ascii=False))
 
 

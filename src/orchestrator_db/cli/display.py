@@ -16,7 +16,11 @@ from rich.text import Text
 # break in a message must not start a line of its own that could pass for another entry - DEL,
 # C1 controls (U+009B is a CSI on its own to some terminals), the line and paragraph separators,
 # and the bidirectional formatting characters that reorder how a line reads ("Trojan Source").
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f{_BEYOND_C0}]")
+# What JSON leaves raw with ensure_ascii=False (it escapes C0 itself): found only inside strings,
+# where a \uXXXX escape is the same value.
+RAW_IN_JSON = re.compile(f"[{_BEYOND_C0}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -40,4 +44,4 @@ def plain(value: object, style: str = "") -> Text:
     return Text(visible(value), style=style)
 
 
-__all__ = ["plain", "visible"]
+__all__ = ["RAW_IN_JSON", "plain", "visible"]
