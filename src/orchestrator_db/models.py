@@ -76,11 +76,17 @@ def is_canonical_ts(value: str) -> bool:
     return len(value) == 32 and value[10] == "T" and value[19] == "." and value.endswith("+00:00")
 
 
+class TimeRangeError(ValueError):
+    """A well-formed time that cannot be taken, with the reason as its message (outside the
+    years a datetime holds in UTC, or an instant no write takes)."""
+
+
 def parse_ts(value: datetime | str) -> datetime:
     """Parse a caller's timestamp (datetime or ISO 8601 string; naive means UTC).
 
-    Raises ValueError for text that is not ISO 8601 and for a time whose UTC form falls outside
-    years 1 to 9999 (``9999-12-31T23:59:59-01:00`` is in the year 10000 in UTC).
+    Raises ValueError for text that is not ISO 8601, and its subclass TimeRangeError for a time
+    whose UTC form falls outside years 1 to 9999 (``9999-12-31T23:59:59-01:00`` is in the year
+    10000 in UTC).
     """
     if isinstance(value, str):
         text = value.strip()
@@ -94,7 +100,7 @@ def parse_ts(value: datetime | str) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 in UTC") from None
+        raise TimeRangeError(f"{value.isoformat()} is outside years 1 to 9999 in UTC") from None
 
 
 # The first and last instants a datetime holds. PostgreSQL's driver (asyncpg) sends them as
@@ -110,12 +116,12 @@ _UNSTORABLE_TS = {
 
 
 def storable_ts(value: datetime | str) -> datetime:
-    """``parse_ts`` for a time to be written: ValueError for the two instants
+    """``parse_ts`` for a time to be written: TimeRangeError for the two instants
     ``_UNSTORABLE_TS`` names too."""
     parsed = parse_ts(value)
     problem = _UNSTORABLE_TS.get(parsed)
     if problem is not None:
-        raise ValueError(f"{format_ts(parsed)} is {problem}")
+        raise TimeRangeError(f"{format_ts(parsed)} is {problem}")
     return parsed
 
 
@@ -468,5 +474,6 @@ __all__ = [
     "format_ts",
     "parse_ts",
     "storable_ts",
+    "TimeRangeError",
     "utc_now",
 ]

@@ -20,6 +20,7 @@ from .models import (
     MAX_CONTENT_CHARS,
     NO_NUL,
     UNPAIRED_SURROGATE,
+    TimeRangeError,
     parse_ts,
     storable_ts,
     text_problem,
@@ -112,7 +113,7 @@ def check_time(value: Any, field: str, *, stored: bool = False) -> datetime | No
     try:
         return storable_ts(value) if stored else parse_ts(value)
     except (ValueError, TypeError) as exc:
-        reason = (str(exc) if "outside years" in str(exc) or " instant " in str(exc)
+        reason = (str(exc) if isinstance(exc, TimeRangeError)
                   else "is not a datetime or an ISO 8601 string")
         raise ValidationError(
             f"{field} must be a datetime or an ISO 8601 string, got {shown(value)} ({reason})",
