@@ -19,6 +19,7 @@ from otlphelpers import (
     logs,
     new_span,
     new_trace,
+    otlp_json,
     partial_success,
     send,
     span,
@@ -66,6 +67,56 @@ async def test_spans_without_ids_are_rejected_in_partial_success(
     assert len(await manager.list_agents(session_id=trace.hex())) == 1
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["protobuf", "json"])
+async def test_bad_ids_are_judged_per_span_in_either_encoding(
+        client: httpx.AsyncClient, manager: DatabaseManager, as_json: bool) -> None:
+    # A JSON batch was refused whole (400, which exporters do not retry) for one span's id of
+    # the wrong size, where protobuf stored the rest: both now store the good spans, reject the
+    # span without usable ids and ignore a malformed parent link.
+    trace, request = _request()
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans.append(span(trace, b"\x01" * 4, "short span id"))
+    spans.append(span(b"\x02" * 8, new_span(), "short trace id"))
+    spans.append(span(trace, new_span(), "odd parent", parent=b"\x03" * 9))
+    assert partial_success(await send(client, request, as_json=as_json))[0] == 2
+    # The span with the odd parent is a root: under the trace's implicit agent.
+    agents = await manager.list_agents(session_id=trace.hex())
+    assert sorted(a["name"] for a in agents) == ["planner", "test-service"]
+    rows = await manager.store.fetch("SELECT span_id, parent_span_id, orphan FROM otlp_spans")
+    odd = [(r["parent_span_id"], bool(r["orphan"])) for r in rows
+           if r["span_id"] == spans[-1].span_id.hex()]
+    assert odd == [(None, False)]
+
+
+async def test_json_ids_that_spell_no_bytes_reject_only_their_span(
+        client: httpx.AsyncClient, manager: DatabaseManager) -> None:
+    trace, request = _request()
+    document = json.loads(otlp_json(request))
+    document["resourceSpans"][0]["scopeSpans"][0]["spans"].append(
+        {"traceId": "zz" * 16, "spanId": "00" * 8, "name": "x"})
+    response = await client.post("/v1/traces", content=json.dumps(document),
+                                  headers={"content-type": "application/json"})
+    rejected, message = partial_success(response)
+    assert rejected == 1 and "trace_id" in message
+    assert len(await manager.list_agents(session_id=trace.hex())) == 1
+
+
+async def test_gzip_members_are_all_read_and_trailing_bytes_refused(
+        client: httpx.AsyncClient, manager: DatabaseManager) -> None:
+    trace, request = _request()
+    body = request.SerializeToString()
+    half = len(body) // 2  # protobuf messages concatenate: two members give the whole request
+    headers = {"content-type": PROTOBUF, "content-encoding": "gzip"}
+    two_members = gzip.compress(body[:half]) + gzip.compress(body[half:]) + b"\0" * 4
+    assert partial_success(await client.post("/v1/traces", content=two_members,
+                                              headers=headers)) == (0, "")
+    assert len(await manager.list_agents(session_id=trace.hex())) == 1
+    response = await client.post("/v1/traces", content=gzip.compress(body) + b"junk",
+                                  headers=headers)
+    assert response.status_code == 400
+    assert "4 bytes after its gzip data" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/grpc",
                                           "application/x-www-form-urlencoded"])
 async def test_other_content_types_are_415(client: httpx.AsyncClient,
@@ -86,8 +137,6 @@ async def test_unknown_content_encoding_is_415(client: httpx.AsyncClient) -> Non
     (PROTOBUF, b"\xff\xff\xff\xff garbage", None),
     ("application/json", b"{not json", None),
     ("application/json", b"[1, 2]", None),
-    ("application/json", json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
-        {"traceId": "zz" * 16, "spanId": "00" * 8, "name": "x"}]}]}]}).encode(), None),
     ("application/json", json.dumps({"resourceSpans": "no"}).encode(), None),
     ("application/json", json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
         {"traceId": "ab" * 16, "spanId": "cd" * 8, "startTimeUnixNano": "soon"}]}]}]}).encode(),

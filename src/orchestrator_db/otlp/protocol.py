@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import re
 import zlib
 from typing import Any, Literal
 
@@ -75,17 +77,33 @@ def decompress(body: bytes, content_encoding: str | None) -> bytes:
         raise UnsupportedMediaType(
             f"unsupported content encoding {content_encoding!r}: send gzip or none",
             field="content-encoding")
+    data = b""
+    rest = body
+    while True:  # one gzip member after another, as gzip itself writes a concatenation
+        member, rest = _inflate_member(rest, MAX_DECODED_BYTES - len(data))
+        data += member
+        if not rest.strip(b"\0"):  # the end, or gzip's zero padding
+            return data
+        if not rest.startswith(b"\x1f\x8b"):
+            raise BadRequest(f"the body has {len(rest)} bytes after its gzip data")
+
+
+def _inflate_member(body: bytes, room: int) -> tuple[bytes, bytes]:
+    """Inflate the gzip member at the start of ``body`` (to at most ``room`` bytes); return it
+    and the bytes after the member."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
-        data = inflater.decompress(body, MAX_DECODED_BYTES)
-        if inflater.unconsumed_tail:
+        data = inflater.decompress(body, room + 1)  # + 1: a limit of 0 would mean none
+        if inflater.unconsumed_tail or len(data) > room:
             raise BadRequest(f"the gzipped body expands to more than {MAX_DECODED_BYTES} bytes")
         data += inflater.flush()
     except zlib.error as exc:
         raise BadRequest(f"the body is not valid gzip: {exc}") from exc
+    if len(data) > room:
+        raise BadRequest(f"the gzipped body expands to more than {MAX_DECODED_BYTES} bytes")
     if not inflater.eof:
         raise BadRequest("the gzipped body is truncated")
-    return data
+    return data, inflater.unused_data
 
 
 RequestMessage = ExportTraceServiceRequest | ExportLogsServiceRequest
@@ -145,22 +163,39 @@ def _list(value: Any) -> list[dict[str, Any]]:
 
 
 def _fix_ids(item: dict[str, Any]) -> None:
+    """Rewrite an item's ids as the base64 of the bytes they spell, whatever their size.
+
+    An id of the wrong size, or one that spells no bytes, is not a reason to refuse the whole
+    request: it goes on as protobuf's would (the wrong bytes, or absent), so the one span or
+    record is judged by ``spans.views`` and ``logs`` whichever encoding carried it, and the
+    rest of the batch is stored.
+    """
     for key, size in _ID_LENGTHS.items():
         value = item.get(key)
         if not isinstance(value, str) or not value:
             continue
-        if len(value) == 2 * size:
-            try:
-                item[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
-            except ValueError as exc:
-                raise BadRequest(f"{key} {value!r} is not hex") from exc
+        raw = _id_bytes(value, size)
+        if raw is None:
+            del item[key]
         else:
-            try:
-                raw = base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise BadRequest(f"{key} {value!r} is neither hex nor base64") from exc
-            if len(raw) != size:
-                raise BadRequest(f"{key} {value!r} is not {size} bytes")
+            item[key] = base64.b64encode(raw).decode("ascii")
+
+
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+
+
+def _id_bytes(value: str, size: int) -> bytes | None:
+    """The bytes an id spells: hex as OTLP JSON writes it, or base64 as protobuf's JSON does
+    (the reading that gives ``size`` bytes first); None when it spells neither."""
+    spelled = []
+    if _HEX.fullmatch(value):
+        spelled.append(bytes.fromhex(value))
+    with contextlib.suppress(binascii.Error, ValueError):
+        spelled.append(base64.b64decode(value, validate=True))
+    for raw in spelled:
+        if len(raw) == size:
+            return raw
+    return spelled[0] if spelled else None
 
 
 def response_body(signal: Signal, encoding: Encoding, rejected: int, error_message: str
