@@ -393,3 +393,25 @@ async def test_postgresql_out_of_order_commits_are_not_skipped(pg_url: str) -> N
         event = await next_event(events)
         assert event.id == after_gap
         assert event.position == second.position + 2
+
+
+async def test_a_deleted_agents_events_keep_its_session_when_replayed(db_url: str) -> None:
+    # A feed that never saw the agent (a restarted server, another process) replays its
+    # prompt and log and their cascade deletes: the agent is gone from the table, and on SQLite
+    # the child deletes come before the agent's own delete row, which carries the session.
+    async with DatabaseManager(url=db_url) as db:
+        oa = await db.create_orchestrator_agent("builder")
+        agent = await db.create_agent(oa, "s-gone")
+        async with ChangeFeed(db) as feed:
+            start = await feed.current_position()
+        prompt = await db.create_prompt(agent, "plan")
+        log = await db.create_agent_log(agent, "step")
+        await db.delete_agent(agent)
+        async with ChangeFeed(db) as feed, \
+                aclosing(feed.subscribe(after=start, session_id="s-gone")) as events:
+            replayed = await take(events, 5)
+    assert sorted((e.table, e.op, e.id) for e in replayed) == sorted([
+        ("prompts", "insert", prompt), ("agent_logs", "insert", log),
+        ("prompts", "delete", prompt), ("agent_logs", "delete", log),
+        ("agents", "delete", agent)])
+    assert {e.session_id for e in replayed} == {"s-gone"}

@@ -104,8 +104,9 @@ class EventBuilder:
                      ) -> list[ChangeEvent]:
         """Turn change rows into events, reading the records back (one SELECT per table).
 
-        The session of a prompt or log event is its agent's session at delivery time: from the
-        agent's own change rows seen so far (in position order), else from the agents table.
+        The session of a prompt or log event is its agent's session: from the agent's own
+        change rows seen so far or in this batch (a deleted agent's delete row carries it, and
+        on SQLite a cascade's child deletes come before it), else from the agents table.
         """
         wanted: dict[str, set[str]] = {}
         for change in changes:
@@ -116,6 +117,9 @@ class EventBuilder:
         for table, ids in wanted.items():
             for row in await reader.select(table, sorted(ids)):
                 rows[(table, row["id"])] = row
+        for change in changes:
+            if change["table_name"] == "agents" and change["session_id"] is not None:
+                self._remember(change["agent_id"], change["session_id"])
         missing = {c["agent_id"] for c in changes if c["table_name"] in AGENT_CHILD_TABLES
                    and c["agent_id"] is not None and c["agent_id"] not in self.sessions}
         if missing:
@@ -125,9 +129,7 @@ class EventBuilder:
         for change in changes:
             table = change["table_name"]
             session_id = change["session_id"]
-            if table == "agents" and session_id is not None:
-                self._remember(change["agent_id"], session_id)
-            elif session_id is None and table in AGENT_CHILD_TABLES and change["agent_id"]:
+            if session_id is None and table in AGENT_CHILD_TABLES and change["agent_id"]:
                 session_id = self.sessions.get(change["agent_id"])
             out.append(ChangeEvent(
                 position=int(change["position"]), table=table, op=change["op"],
