@@ -63,6 +63,9 @@ async def test_unknown_parameters_are_refused_naming_the_known_ones(server: Serv
     # error is the bad level's.
     error = await refusal(server, "token=abc&min_level=LOUDEST")
     assert error["field"] == "min_level"
+    # int() reads any script's digits; a position is ASCII digits, as REST's numbers are.
+    error = await refusal(server, "after=%EF%BC%91")  # FULLWIDTH DIGIT ONE
+    assert error["field"] == "after" and "whole number" in error["message"]
 
 
 async def test_a_value_that_is_not_utf8_is_refused_like_other_bad_parameters(

@@ -54,8 +54,8 @@ def _filters(params: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     after = params.get("after")
     if after not in (None, ""):
         try:
-            out["after"] = int(after)
-            if out["after"] < 0:
+            out["after"] = int(after)  # ASCII only, as REST's numbers: int() takes any digits
+            if out["after"] < 0 or not after.isascii():
                 raise ValueError(after)
         except ValueError:
             return out, error_body("ValidationError",
