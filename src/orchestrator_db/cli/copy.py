@@ -38,7 +38,8 @@ def copy_command(
     merge: Annotated[
         bool,
         typer.Option("--merge", help="Allow a destination holding other data: add the rows "
-                     "whose ids it lacks."),
+                     "whose ids it lacks (refused where a pruned prompt's cost would then "
+                     "count twice)."),
     ] = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Rows per destination transaction.")

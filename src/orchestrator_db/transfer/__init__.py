@@ -55,7 +55,7 @@ copy reports).
 from ..tables import ROLLUP_COLUMNS, ROLLUP_TABLE
 from .checksums import canonical_line
 from .copy import COPY_TABLES, DEFAULT_BATCH_SIZE, Source, copy_database
-from .errors import CopyError, CopyInterrupted, VerificationError
+from .errors import CopyError, CopyInterrupted, MergeConflict, VerificationError
 from .results import CopyResult, Mode, ProgressCallback, TableCopy
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "CopyError",
     "CopyInterrupted",
     "CopyResult",
+    "MergeConflict",
     "Mode",
     "ProgressCallback",
     "Source",

@@ -142,7 +142,7 @@ async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
                 foreign.append(f"{t.table}: {t.existing_rows:,} rows")
     rollups: Rollups | None = None
     if await has_table(src, ROLLUP_TABLE) and await has_table(dst, ROLLUP_TABLE):
-        rollups = await plan_rollups(src, dst)
+        rollups = await plan_rollups(src, dst, merge=merge)
         rt = TableCopy(ROLLUP_TABLE, source_rows=len(rollups.source),
                        existing_rows=len(rollups.source) - len(rollups.missing) + rollups.extra)
         tables.append(rt)

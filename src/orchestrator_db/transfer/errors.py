@@ -13,8 +13,13 @@ class CopyInterrupted(CopyError):
     """The copy stopped early on request (``stop_after_batches``); re-run it to continue."""
 
 
+class MergeConflict(CopyError):
+    """A merge could count some prompts twice: pruned into a cost rollup on one side, live (or
+    pruned into another total) on the other. Refused before anything is written."""
+
+
 class VerificationError(CopyError):
     """After the copy the destination does not hold exactly the source's rows."""
 
 
-__all__ = ["CopyError", "CopyInterrupted", "VerificationError"]
+__all__ = ["CopyError", "CopyInterrupted", "MergeConflict", "VerificationError"]
