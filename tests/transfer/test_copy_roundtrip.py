@@ -110,6 +110,10 @@ async def test_verification_fails_loudly_on_a_changed_row(source_url: str, pg_ur
         await conn.close()
     with pytest.raises(VerificationError, match=r"agent_logs.*differs in message"):
         await copy_database(source_url, pg_url)
+    # A re-run cannot mend it (it continues after the rows the destination holds): the message
+    # says what will.
+    with pytest.raises(VerificationError, match="empty the destination and copy again"):
+        await copy_database(source_url, pg_url)
 
 
 async def test_verification_fails_when_the_destination_has_an_extra_row(

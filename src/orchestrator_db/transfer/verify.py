@@ -106,7 +106,10 @@ async def verify_equal(src: CoreManager, dst: CoreManager, t: TableCopy,
         raise VerificationError(
             f"verification failed for {t.table}: source has {counts[0]:,} rows "
             f"(sha256 {hashes[0].hexdigest()[:12]}), destination {counts[1]:,} "
-            f"(sha256 {hashes[1].hexdigest()[:12]}); first difference: {first_difference}",
+            f"(sha256 {hashes[1].hexdigest()[:12]}); first difference: {first_difference}. "
+            "Was the source written to during the copy, or the destination? Running the copy "
+            "again will not mend it (it continues after the rows the destination holds): stop "
+            "the writers, empty the destination and copy again",
             table=t.table, source_rows=counts[0], destination_rows=counts[1],
         )
 
