@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import math
 import os
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
@@ -163,13 +164,14 @@ async def _prune_prompts_batch(store: Store, cutoff: datetime, batch_size: int) 
         for r in rows:
             key = (r["day"], r["session_id"], r["agent_id"], r["orchestrator_agent_id"],
                    r["model"])
-            acc = groups.setdefault(key, [0, 0, 0, 0.0])
+            acc = groups.setdefault(key, [0, 0, 0, []])
             acc[0] += 1
             acc[1] += int(r["tokens_input"])
             acc[2] += int(r["tokens_output"])
-            acc[3] += float(r["cost_usd"])
+            acc[3].append(float(r["cost_usd"]))
         now = store.ts(utc_now())
-        for (day, session_id, agent_id, oa_id, model), (n, t_in, t_out, cost) in groups.items():
+        for (day, session_id, agent_id, oa_id, model), (n, t_in, t_out, costs) in groups.items():
+            cost = math.fsum(costs)  # correctly rounded, whatever the rows' order
             day_value = store.day_param(date.fromisoformat(day))
             q = store.query()
             changed = await store.execute(
