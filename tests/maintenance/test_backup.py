@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from dbhelpers import sqlite_at_old_schema
 from orchestrator_db import DatabaseManager, OrchestratorDBError
+from orchestrator_db.config import Dialect
 from orchestrator_db.errors import DuplicateError, SchemaError, ValidationError
+from orchestrator_db.store.migrations import load_migrations
 
 # Inserts one log line per commit until killed, printing the count of committed rows now and then.
 WRITER = textwrap.dedent(
@@ -137,3 +140,82 @@ def test_cli_backup_and_restore(tmp_path: Path) -> None:
     restored = cli("restore", str(snapshot), "--db", str(target))
     assert restored.returncode == 0, restored.stderr
     assert "restored" in restored.stdout and "2 records" in restored.stdout
+
+
+async def _two_databases(tmp_path: Path) -> tuple[Path, Path]:
+    """A snapshot of a database holding agent "snap", and a target holding agent "kept"."""
+    source, snapshot, target = tmp_path / "s.db", tmp_path / "snap.db", tmp_path / "t.db"
+    for path, name in ((source, "snap"), (target, "kept")):
+        async with DatabaseManager(path) as db:
+            await db.create_agent(await db.create_orchestrator_agent(name), "s")
+    async with DatabaseManager(source) as db:
+        await db.backup(snapshot)
+    return snapshot, target
+
+
+def _names(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [n for (n,) in conn.execute("SELECT name FROM orchestrator_agents")]
+    finally:
+        conn.close()
+
+
+async def test_restore_refuses_a_newer_snapshot_before_replacing_anything(tmp_path: Path) -> None:
+    snapshot, target = await _two_databases(tmp_path)
+    conn = sqlite3.connect(snapshot)
+    conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', '2027-01-01T00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+    async with DatabaseManager(target) as db:
+        with pytest.raises(SchemaError, match=r"holds schema version 99, newer than this "
+                                              r"orchestrator-db .*nothing was restored"):
+            await db.restore(snapshot, force=True)
+        assert [a["name"] for a in await db.list_orchestrator_agents()] == ["kept"]
+    assert _names(target) == ["kept"]
+    # the command says the same, and the target stays usable
+    result = subprocess.run([sys.executable, "-m", "orchestrator_db.cli", "restore",
+                             str(snapshot), "--db", str(target), "--force"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "newer than this orchestrator-db" in result.stderr
+    assert _names(target) == ["kept"]
+
+
+@pytest.mark.parametrize("statements", [
+    ["CREATE TABLE schema_migrations (version text, name text)",
+     "INSERT INTO schema_migrations VALUES ('abc', 'x')"],
+    ["CREATE TABLE schema_migrations (version INTEGER, name TEXT, applied_at TEXT)"],
+    ["CREATE TABLE schema_migrations (version INTEGER, name TEXT, applied_at TEXT)",
+     "INSERT INTO schema_migrations VALUES (1, 'initial', 'x')",
+     "CREATE TABLE agents (id TEXT, foo TEXT)"],
+], ids=["other-columns", "no-versions", "other-tables"])
+async def test_restore_refuses_a_database_of_another_program(tmp_path: Path,
+                                                             statements: list[str]) -> None:
+    _, target = await _two_databases(tmp_path)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    async with DatabaseManager(target) as db:
+        with pytest.raises(SchemaError, match="not an orchestrator-db|not the ones"):
+            await db.restore(other, force=True)
+        assert [a["name"] for a in await db.list_orchestrator_agents()] == ["kept"]
+    assert _names(target) == ["kept"]
+
+
+async def test_restore_of_an_older_snapshot_migrates_it_on_a_copy(tmp_path: Path) -> None:
+    _, target = await _two_databases(tmp_path)
+    old = tmp_path / "old.db"
+    sqlite_at_old_schema(old, 3)
+    async with DatabaseManager(target) as db:
+        await db.restore(old, force=True)
+        assert await db.list_orchestrator_agents() == []
+        assert await db.schema_version() == len(load_migrations(Dialect.SQLITE))
+    conn = sqlite3.connect(old)
+    try:  # the snapshot itself is not changed
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 3
+    finally:
+        conn.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".restore-")]

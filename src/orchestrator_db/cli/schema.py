@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from rich.table import Table
 
 from ..database import DatabaseManager
-from . import DbOption, JsonOption, UrlOption, app, console, run_with_db
+from ..errors import OrchestratorDBError, SchemaError
+from . import DbOption, JsonOption, UrlOption, app, console, err_console, fail, run_with_db
 from .display import plain
 
 
@@ -44,11 +46,31 @@ def upgrade(url: UrlOption = None, db: DbOption = None) -> None:
 
 @app.command()
 def current(url: UrlOption = None, db: DbOption = None) -> None:
-    """Print the schema version of the database."""
-    async def work(manager: DatabaseManager) -> int:
-        return await manager.schema_version()
+    """Print the schema version of the database, without migrating it (`upgrade` does).
 
-    console.print(str(run_with_db(url, db, work)))
+    When it is not this orchestrator-db's version, a note on stderr says what to run.
+    """
+    async def main() -> int:
+        async with DatabaseManager(db, url=url, must_exist=True, read_only=True) as manager:
+            return manager.found_schema_version or 0
+
+    note = None
+    try:
+        found = asyncio.run(main())
+    except SchemaError as exc:
+        # Opened read-only, a schema that is not the newest is refused, saying which it is.
+        if not isinstance(exc.context.get("found_version"), int):
+            raise fail(exc) from None
+        found, newest = exc.context["found_version"], exc.context["newest_version"]
+        note = (f"an upgrade is pending: this orchestrator-db's schema is version {newest}; "
+                "run `orchestrator-db upgrade`" if found < newest else
+                f"the database's schema is newer than this orchestrator-db's (version {newest}): "
+                "upgrade the package")
+    except OrchestratorDBError as exc:
+        raise fail(exc) from None
+    console.print(str(found))
+    if note is not None:
+        err_console.print(plain(note), soft_wrap=True)
 
 
 @app.command()

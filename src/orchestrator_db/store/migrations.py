@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import assert_never
 
 from ..config import Dialect
-from ..errors import SchemaError, SchemaNotFoundError
+from ..errors import NotFoundError, SchemaError, SchemaNotFoundError
 from ..tables import CHANGE_FIELDS, CHANGES_TABLE, ChangeFields
 from .aggregates import aggregate_sql
 
@@ -267,7 +268,91 @@ def pending(migrations: list[Migration], applied: set[int]) -> list[Migration]:
     if applied and max(applied) > newest:
         raise SchemaError(
             f"the database schema (version {max(applied)}) is newer than this orchestrator-db "
-            f"(version {newest}); upgrade the package"
+            f"(version {newest}); upgrade the package",
+            found_version=max(applied), newest_version=newest,
         )
     missing = [m.version for m in migrations if m.version not in applied]
     return [m for m in migrations if missing and m.version >= missing[0]]
+
+
+# Is this database ours? ------------------------------------------------------------------------
+#: The columns of our ``schema_migrations`` (both engines).
+MIGRATIONS_COLUMNS: tuple[str, ...] = ("version", "name", "applied_at")
+_SHOWN_VALUE = 40  # characters of a stored value quoted in a message
+
+
+def not_ours_error(where: str, detail: str) -> SchemaError:
+    """The error for a database that another program made (never advising ``upgrade``)."""
+    return SchemaError(f"{where} is not an orchestrator-db database ({detail}); give "
+                       "orchestrator-db a database of its own, or name the right one with "
+                       "--db / --url", detail=detail)
+
+
+def no_schema_error(where: str, option: str) -> NotFoundError:
+    """The error for a database without our schema that a command must not create it in."""
+    return NotFoundError(f"no orchestrator-db schema at {where}; create it with "
+                         f"`orchestrator-db upgrade {option}`", path=where)
+
+
+def applied_versions(where: str, columns: Sequence[str], versions: Iterable[object]) -> set[int]:
+    """Return the versions recorded in ``schema_migrations``; SchemaError if it is not ours.
+
+    Another program's table of that name (other columns, versions that are not positive whole
+    numbers) would otherwise be compared with our versions (a TypeError) or migrated over.
+
+    Args:
+        where: the database, as messages name it.
+        columns: the table's column names, in order.
+        versions: the stored values of its ``version`` column.
+    """
+    if sorted(columns) != sorted(MIGRATIONS_COLUMNS):
+        raise not_ours_error(where, f"its schema_migrations table has the columns "
+                                    f"{', '.join(columns)}, not {', '.join(MIGRATIONS_COLUMNS)}")
+    applied: set[int] = set()
+    for version in versions:
+        if type(version) is not int or version < 1:
+            shown = repr(version)
+            if len(shown) > _SHOWN_VALUE:
+                shown = shown[:_SHOWN_VALUE] + "..."
+            raise not_ours_error(where, f"its schema_migrations table holds the version "
+                                        f"{shown}, not a positive whole number")
+        applied.add(version)
+    return applied
+
+
+@cache
+def schema_columns() -> dict[str, frozenset[str]]:
+    """Each table our migrations make, with its final columns (the same names on both engines)."""
+    scratch = sqlite3.connect(":memory:")
+    try:
+        for migration in load_migrations(Dialect.SQLITE):
+            for statement in split_sql_script(migration.sql):
+                scratch.execute(statement)
+        rows = scratch.execute(
+            "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p "
+            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'").fetchall()
+    finally:
+        scratch.close()
+    tables: dict[str, set[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, set()).add(column)
+    return {table: frozenset(columns) for table, columns in tables.items()}
+
+
+def clash_error(where: str, migration: Migration, existing: Mapping[str, Sequence[str]],
+                detail: str) -> SchemaError:
+    """The error for a migration that failed on tables another program made.
+
+    Args:
+        where: the database, as messages name it.
+        migration: the migration that failed.
+        existing: the tables of the database that bear our tables' names, with their columns.
+        detail: the driver's message.
+    """
+    ours = schema_columns()
+    foreign = [f"{table} ({', '.join(columns)})" for table, columns in existing.items()
+               if table in ours and not set(columns) <= ours[table]]
+    reason = (f"its table(s) {', '.join(foreign)} have other columns than orchestrator-db's"
+              if foreign else "its tables are not the ones orchestrator-db makes")
+    return not_ours_error(where, f"{reason}, so migration {migration.version:04d}_"
+                                 f"{migration.name} fails: {detail}")

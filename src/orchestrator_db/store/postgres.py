@@ -18,16 +18,32 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ..config import Dialect, Target
-from ..errors import NotConnectedError, NotFoundError, OrchestratorDBError, SchemaError
+from ..errors import NotConnectedError, OrchestratorDBError, SchemaError
 from . import postgres_bulk
 from .base import Query, Store, TxState, hold_tx, tx_level
 from .catalog import check_postgres_schema
 from .changes import ChangeReader
 from .digest import RowDigest
-from .migrations import load_migrations, pending, split_sql_script
+from .migrations import (
+    Migration,
+    applied_versions,
+    clash_error,
+    load_migrations,
+    no_schema_error,
+    pending,
+    schema_columns,
+    split_sql_script,
+)
 from .postgres_binary import copy_encoder
 from .postgres_changes import PostgresChangeReader
-from .postgres_driver import DRIVER_ERRORS, init_connection, rowcount, rows_of, translate_error
+from .postgres_driver import (
+    CLASH_ERRORS,
+    DRIVER_ERRORS,
+    init_connection,
+    rowcount,
+    rows_of,
+    translate_error,
+)
 from .postgres_group import PostgresGroupCommit
 
 T = TypeVar("T")
@@ -40,6 +56,22 @@ MIGRATIONS_TABLE_SQL = """CREATE TABLE IF NOT EXISTS schema_migrations (
     name       text NOT NULL,
     applied_at timestamptz NOT NULL
 )"""
+# The columns of the tables named in $1 that search_path finds (none: no such table).
+_COLUMNS_SQL = (
+    "SELECT c.relname AS table_name, a.attname AS column_name "
+    "FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+    "WHERE a.attrelid = ANY(ARRAY(SELECT to_regclass(t)::oid FROM unnest($1::text[]) AS t)) "
+    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum"
+)
+
+
+async def _table_columns(conn: asyncpg.Connection, tables: Sequence[str]
+                         ) -> dict[str, list[str]]:
+    """Return the columns of those of ``tables`` that exist, in order."""
+    columns: dict[str, list[str]] = {}
+    for row in await conn.fetch(_COLUMNS_SQL, list(tables)):
+        columns.setdefault(row[0], []).append(row[1])
+    return columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,32 +156,43 @@ class PostgresStore(Store):
         """Read-only: the schema must be there and the newest; nothing is applied."""
         assert self._pool is not None
         async with self._pool.acquire() as conn:
-            if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL"):
-                raise NotFoundError(f"no orchestrator-db schema at {self.target.display()}")
-            applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = await self._recorded(conn)
+            if applied is None:
+                raise no_schema_error(self.target.display(), "--url ...")
             self.found_version = max(applied, default=0)
             await check_postgres_schema(conn, applied, self.target.display())
         if pending(migrations, applied):
             raise SchemaError(
                 f"{self.target.display()} is at schema version {max(applied, default=0)}; this "
                 f"orchestrator-db reads version {migrations[-1].version} and opens it read-only, "
-                f"so it is not migrated: run `orchestrator-db upgrade --url ...` first")
+                f"so it is not migrated: run `orchestrator-db upgrade --url ...` first",
+                found_version=self.found_version, newest_version=migrations[-1].version)
+
+    async def _recorded(self, conn: asyncpg.Connection) -> set[int] | None:
+        """Return the versions in ``schema_migrations`` (None: there is no such table).
+
+        SchemaError when the table is another program's (``migrations.applied_versions``).
+        """
+        columns = (await _table_columns(conn, ["schema_migrations"])).get("schema_migrations")
+        if not columns:
+            return None
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+        return applied_versions(self.target.display(), columns, versions)
 
     async def _migrate(self, migrations: list[Any]) -> None:
         assert self._pool is not None
         async with self._pool.acquire() as conn:
+            migration: Migration | None = None
             try:
                 async with conn.transaction():
                     # Serialise concurrent first connections: the second waits, then finds
                     # everything applied.
                     await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-                    if self.must_exist and await conn.fetchval(
-                            "SELECT to_regclass('schema_migrations') IS NULL"):
-                        raise NotFoundError(
-                            f"no orchestrator-db schema at {self.target.display()}; create it "
-                            "with `orchestrator-db upgrade --url ...`")
+                    recorded = await self._recorded(conn)
+                    if recorded is None and self.must_exist:
+                        raise no_schema_error(self.target.display(), "--url ...")
                     await conn.execute(MIGRATIONS_TABLE_SQL)
-                    applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                    applied = recorded or set()
                     self.found_version = max(applied, default=0)
                     await check_postgres_schema(conn, applied, self.target.display())
                     todo = pending(migrations, applied)
@@ -172,6 +215,11 @@ class PostgresStore(Store):
                             "it, or `orchestrator-db upgrade --url ...` to restore them and "
                             "keep what was copied")
             except asyncpg.PostgresError as exc:
+                if migration is not None and isinstance(exc, CLASH_ERRORS):
+                    # Another program's tables (read after the rollback: the ones it had).
+                    existing = await _table_columns(conn, sorted(schema_columns()))
+                    raise clash_error(self.target.display(), migration, existing,
+                                      str(exc)) from exc
                 raise translate_error(exc) from exc
 
     async def close(self) -> None:

@@ -18,6 +18,12 @@ from ..models import format_ts
 
 _UNIQUE_KEY = re.compile(r"Key \(([^)]*)\)=")
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# The errors of a migration statement that mean a table of ours is there with other columns or
+# types (or is not a table): another program's database, never something `upgrade` would fix.
+CLASH_ERRORS = (asyncpg.UndefinedColumnError, asyncpg.UndefinedTableError,
+                asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError,
+                asyncpg.DatatypeMismatchError, asyncpg.WrongObjectTypeError,
+                asyncpg.InvalidForeignKeyError)
 
 
 def translate_error(exc: Exception) -> errors.OrchestratorDBError:
@@ -98,5 +104,5 @@ async def init_connection(conn: asyncpg.Connection) -> None:
                               schema="pg_catalog")
 
 
-__all__ = ["DRIVER_ERRORS", "init_connection", "rows_of", "rowcount", "translate_error",
+__all__ = ["CLASH_ERRORS", "DRIVER_ERRORS", "init_connection", "rows_of", "rowcount", "translate_error",
            "translated"]

@@ -107,8 +107,10 @@ class SQLiteStore(Store):
             raise SchemaNotFoundError(
                 f"schema file not found: {self.schema_file}", path=str(self.schema_file)
             )
+        # An existing file without our schema (another program's, or empty) is refused too,
+        # left as it was, as PostgreSQL refuses a schema without it.
         await self.connection.open(load_migrations(self.dialect), self.schema_file,
-                                   read_only=self.read_only)
+                                   read_only=self.read_only, must_exist=self.must_exist)
         self.found_version = self.connection.found_version
         self.migrated = self.connection.migrated
         try:

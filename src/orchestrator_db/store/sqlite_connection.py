@@ -32,11 +32,22 @@ from ..jsoncodec import decode_json
 from ..models import format_ts
 from ..tables import JSON_FIELDS
 from .catalog import check_sqlite_schema
-from .migrations import Migration, pending, split_sql_script
+from .migrations import (
+    Migration,
+    applied_versions,
+    clash_error,
+    no_schema_error,
+    pending,
+    schema_columns,
+    split_sql_script,
+)
 
 T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
+
+# The journal modes a refused file is put back in (setup_connection turned it to WAL).
+_JOURNAL_MODES = frozenset({"delete", "truncate", "persist", "memory", "off"})
 
 MIGRATIONS_TABLE_SQL = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version    INTEGER PRIMARY KEY NOT NULL,
@@ -140,20 +151,54 @@ def _migration_statement(conn: sqlite3.Connection, statement: str) -> None:
     conn.execute(statement)
 
 
-def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file: Path | None,
-             where: str) -> tuple[int, list[int]]:
+def recorded_versions(conn: sqlite3.Connection, where: str) -> set[int] | None:
+    """Return the versions in ``schema_migrations`` (None: there is no such table).
+
+    SchemaError when the table is another program's (``migrations.applied_versions``).
+    """
+    # fetchall(): a half-read SELECT would keep a read lock open while others migrate.
+    columns = [name for (name,) in conn.execute(
+        "SELECT name FROM pragma_table_info('schema_migrations') ORDER BY cid").fetchall()]
+    if not columns:
+        return None
+    versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()]
+    return applied_versions(where, columns, versions)
+
+
+# The errors of a migration statement that mean a table of ours is there with other columns
+# (or is not a table): another program's database, never something `upgrade` would fix.
+_CLASHES = ("no such column", "no such table", "has no column named", "already exists")
+
+
+def _clash(conn: sqlite3.Connection, exc: sqlite3.Error, migration: Migration,
+           where: str) -> SchemaError | None:
+    """Return the error for a migration that failed on another program's tables, or None."""
+    if not isinstance(exc, sqlite3.OperationalError) or not any(c in str(exc) for c in _CLASHES):
+        return None
+    ours = sorted(schema_columns())
+    existing: dict[str, list[str]] = {}
+    for table, column in conn.execute(
+            "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p "
+            f"WHERE m.name IN ({', '.join('?' for _ in ours)}) ORDER BY m.name, p.cid",
+            ours).fetchall():
+        existing.setdefault(table, []).append(column)
+    return clash_error(where, migration, existing, str(exc))
+
+
+def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration],
+                     schema_file: Path | None, where: str) -> tuple[int, list[int]]:
     """Apply pending migrations under the write lock (so two processes never both do).
 
     Returns the schema version the database had before (0: new or empty) and the versions of
     the migrations applied now.
     """
-    with contextlib.suppress(sqlite3.OperationalError):
-        # fetchall(): a half-read SELECT would keep a read lock open while others migrate.
-        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = recorded_versions(conn, where)
+    if applied is not None:
         check_sqlite_schema(conn, applied, where)
         if not pending(migrations, applied) and schema_file is None:
             return max(applied, default=0), []
     conn.execute("BEGIN IMMEDIATE")
+    migration: Migration | None = None
     try:
         from_file = False
         if schema_file is not None:
@@ -164,9 +209,9 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
                 for statement in split_sql_script(schema_file.read_text()):
                     conn.execute(statement)
                 from_file = True
-        conn.execute(MIGRATIONS_TABLE_SQL)
-        applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations").fetchall()}
         # Read again under the write lock: another process may have migrated meanwhile.
+        applied = recorded_versions(conn, where) or set()
+        conn.execute(MIGRATIONS_TABLE_SQL)
         found = 0 if from_file else max(applied, default=0)
         if not from_file:
             check_sqlite_schema(conn, applied, where)
@@ -180,8 +225,16 @@ def _migrate(conn: sqlite3.Connection, migrations: list[Migration], schema_file:
                     (migration.version, migration.name, format_ts(datetime.now().astimezone())),
                 )
         conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        # Read after the rollback: the tables the database had, not the ones made meanwhile.
+        if migration is not None and (clash := _clash(conn, exc, migration, where)) is not None:
+            raise clash from exc
+        raise
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return found, [m.version for m in todo if m.version not in applied]
 
@@ -203,40 +256,56 @@ class SQLiteConnection:
         self.migrated: list[int] = []
 
     async def open(self, migrations: list[Migration], schema_file: Path | None, *,
-                   read_only: bool = False) -> None:
+                   read_only: bool = False, must_exist: bool = False) -> None:
         """Connect, apply the settings and the pending migrations (on the connection's thread).
 
         ``read_only``: open the file read-only and apply nothing; a schema that is not the
-        newest is a SchemaError saying what to run.
+        newest is a SchemaError saying what to run. ``must_exist``: a file without our schema
+        (another program's, or empty) is a NotFoundError, left as it was.
         """
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrator-db")
         connect = self._connect_read_only if read_only else self._connect_and_migrate
         try:
-            self._conn = await self.in_thread(connect, migrations, schema_file)
+            self._conn = await self.in_thread(connect, migrations, schema_file, must_exist)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
 
-    def _connect_and_migrate(self, migrations: list[Migration], schema_file: Path | None
-                             ) -> sqlite3.Connection:
+    def _connect_and_migrate(self, migrations: list[Migration], schema_file: Path | None,
+                             must_exist: bool) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OrchestratorDBError(f"cannot create the directory of {self.path}: {exc}") from exc
 
         def prepare(conn: sqlite3.Connection) -> None:
+            # Before setup_connection, which turns the file to WAL: another program's database
+            # (or schema_migrations table) is refused without any change to it.
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
+            if recorded_versions(conn, str(self.path)) is None and must_exist:
+                raise no_schema_error(str(self.path), f"--db {self.path}")
+            journal = conn.execute("PRAGMA journal_mode").fetchall()[0][0]
             setup_connection(conn, self.busy_timeout_ms)
-            self.found_version, self.migrated = _migrate(conn, migrations, schema_file,
-                                                         str(self.path))
+            try:
+                self.found_version, self.migrated = apply_migrations(
+                    conn, migrations, schema_file, str(self.path))
+            except SchemaError:
+                # Refused: leave the file in the journal mode its program chose.
+                if journal in _JOURNAL_MODES:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute(f"PRAGMA journal_mode = {journal}")  # sql-ok: listed
+                raise
         return self._connect(str(self.path), prepare, uri=False)
 
-    def _connect_read_only(self, migrations: list[Migration], schema_file: Path | None
-                           ) -> sqlite3.Connection:
+    def _connect_read_only(self, migrations: list[Migration], schema_file: Path | None,
+                           must_exist: bool) -> sqlite3.Connection:
         def prepare(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")  # sql-ok: int
             conn.execute("PRAGMA query_only = ON")  # and nothing here may write by mistake
-            applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            applied = recorded_versions(conn, str(self.path))
+            if applied is None:
+                raise no_schema_error(str(self.path), f"--db {self.path}")
             self.found_version = max(applied, default=0)
             check_sqlite_schema(conn, applied, str(self.path))
             if pending(migrations, applied):
@@ -244,7 +313,8 @@ class SQLiteConnection:
                     f"{self.path} is at schema version {max(applied, default=0)}; this "
                     f"orchestrator-db reads version {migrations[-1].version} and opens it read-"
                     f"only, so it is not migrated: run `orchestrator-db upgrade --db {self.path}` "
-                    "first")
+                    "first", found_version=self.found_version,
+                    newest_version=migrations[-1].version)
         return self._connect(f"{self.path.resolve().as_uri()}?mode=ro", prepare, uri=True)
 
     def _connect(self, name: str, prepare: Callable[[sqlite3.Connection], None], *, uri: bool
@@ -364,5 +434,6 @@ def _close(conn: sqlite3.Connection) -> None:
     conn.close()
 
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "MIGRATIONS_TABLE_SQL", "SQLiteConnection", "is_busy",
-           "rows_of", "run_on", "setup_connection", "translate_error"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "MIGRATIONS_TABLE_SQL", "SQLiteConnection",
+           "apply_migrations", "is_busy", "recorded_versions", "rows_of", "run_on",
+           "setup_connection", "translate_error"]
