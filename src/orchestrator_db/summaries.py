@@ -178,10 +178,12 @@ async def session_summary(db: CoreManager, session_id: str) -> dict[str, Any] | 
 async def page_sessions(db: CoreManager, *, limit: int, cursor: str | None = None) -> Page:
     """One page of session summaries, the most recently started session first.
 
-    The order is (first agent's created_at, session_id), newest first, read from the
-    ``sessions`` table by index: activity in a session never moves it, so following
-    ``next_cursor`` (the last row's key) neither repeats nor skips a session while agents keep
-    writing; sessions started after the first page was read are not on later pages.
+    The order is (the created_at of the first agent recorded in the session, session_id),
+    newest first, read from the ``sessions`` table by index. The key never changes while the
+    session has agents (migration 0008): not by activity, an agent created earlier, or its
+    first agent deleted, so following ``next_cursor`` (the last row's key) neither repeats nor
+    skips a session while agents keep writing; sessions started after the first page was read
+    are not on later pages.
     """
     limit = check_limit(limit)
     store = db.store

@@ -13,6 +13,8 @@ import pytest
 from cli_helpers import invoke
 
 from orchestrator_db import DatabaseManager
+from orchestrator_db.config import Dialect
+from orchestrator_db.store.migrations import load_migrations
 
 # What a terminal would obey: C0 controls but the line breaks between lines of output, DEL, C1.
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -107,7 +109,9 @@ def test_locations_and_errors_spell_out_control_characters(tmp_path: Path) -> No
     shown = str(weird).replace("\x1b", "\\x1b")
     out = _out("stats", "--db", str(weird))
     assert f"│ location            │ {shown} │" in out
-    assert _out("upgrade", "--db", str(weird)) == f"{shown} is already up to date (version 7)\n"
+    newest = load_migrations(Dialect.SQLITE)[-1].version
+    assert _out("upgrade", "--db", str(weird)) == \
+        f"{shown} is already up to date (version {newest})\n"
     snapshot = tmp_path / "snap\x07[i]x[/i].db"
     backed_up = _out("backup", str(snapshot), "--db", str(weird))
     assert backed_up.startswith(f"backed up to {tmp_path}/snap\\x07[i]x[/i].db (")

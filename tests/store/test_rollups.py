@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dbhelpers import run_sql
 from orchestrator_db import DatabaseManager, ValidationError
 from orchestrator_db.store.base import uuid7
 from orchestrator_db.summaries import GROUPS
@@ -185,6 +186,54 @@ async def test_session_pages_are_stable_while_sessions_keep_working(db: Database
             break
         cursor = page.next_cursor
     assert seen == order  # none repeated, none skipped, in order
+
+
+async def test_a_session_keeps_its_place_when_an_earlier_agent_comes_or_its_first_goes(
+        db: DatabaseManager) -> None:
+    # The key followed the earliest agent: an agent created earlier than a session's first
+    # (OpenTelemetry children first, an import) moved the session back, to be paged again;
+    # deleting its first agent moved it forward, past the cursor, never to be paged.
+    oa = await db.create_orchestrator_agent("o")
+    first = {f"s{i:02d}": await db.create_agent(oa, f"s{i:02d}") for i in range(10)}
+    await db.create_agent(oa, "s05")  # a second agent, created after every session began
+    order = [s["session_id"] for s in await db.list_sessions(limit=100)]
+    assert order == sorted(first, reverse=True)
+    page = await db.page_sessions(limit=3)
+    seen = [s["session_id"] for s in page.items]
+    earlier = await db.get_agent(first["s08"])
+    assert earlier is not None
+    await db.import_rows("agents", [{
+        **earlier, "id": uuid7(), "name": "root, sent last",
+        "created_at": NOW - timedelta(days=30), "updated_at": NOW - timedelta(days=30)}])
+    await db.delete_agent(first["s05"])
+    cursor = page.next_cursor
+    while cursor is not None:
+        page = await db.page_sessions(limit=3, cursor=cursor)
+        seen += [s["session_id"] for s in page.items]
+        cursor = page.next_cursor
+    assert seen == order
+    # What a summary reports is still the earliest agent.
+    s08 = await db.session_summary("s08")
+    assert s08 is not None
+    assert datetime.fromisoformat(s08["first_activity"]) == (NOW - timedelta(days=30))
+
+
+async def test_migration_8_replaces_the_session_triggers_of_an_existing_database(
+        db: DatabaseManager, db_url: str) -> None:
+    # As a database at version 7: its sessions triggers are not the new ones (here: ones that
+    # fail), and 0008 is not applied. Opening it applies 0008, which replaces them.
+    await run_sql(db, "DROP TRIGGER sessions_agents_insert",
+                  "CREATE OR REPLACE FUNCTION orchestrator_db_sessions_insert() RETURNS trigger "
+                  "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the old trigger'; END $$")
+    await run_sql(db, "CREATE TRIGGER sessions_agents_insert AFTER INSERT ON agents BEGIN "
+                  "SELECT RAISE(ABORT, 'the old trigger'); END",
+                  "DELETE FROM schema_migrations WHERE version = 8")
+    await run_sql(db, "DELETE FROM schema_migrations WHERE version = 8", "SELECT 1")
+    async with DatabaseManager(url=db_url) as again:
+        assert again.applied_migrations == [8]
+        oa = await again.create_orchestrator_agent("o")
+        await again.create_agent(oa, "after-upgrade")
+        assert [s["session_id"] for s in await again.list_sessions()] == ["after-upgrade"]
 
 
 async def test_session_cursor_is_checked(db: DatabaseManager) -> None:

@@ -375,10 +375,11 @@ record_routes("system-logs", "system logs", "system log", SystemLog, get="get_sy
 # aggregates ------------------------------------------------------------------------------------
 @router.get("/sessions", response_model=SessionPage, tags=["aggregates"], responses=LIST_ERRORS)
 async def list_sessions(db: Db, q: Annotated[_Page, Query()]) -> Response:
-    """Session summaries, the most recently started first (by their first agent's created_at).
+    """Session summaries, the most recently started first (by the created_at of the first agent
+    recorded in each).
 
-    The cursor holds the last session's start and id, so activity never moves a session
-    between pages: following ``next_cursor`` repeats and skips none.
+    The cursor holds the last session's key and id, and a session's key never changes while it
+    has agents: following ``next_cursor`` repeats and skips none.
     """
     return page_body(await db.page_sessions(limit=q.limit, cursor=q.cursor))
 

@@ -4,7 +4,10 @@ tables, the same on both engines).
 
 Three totals are kept in the transaction of every write:
 
-- ``sessions`` from ``agents``: one row per session, started at its first agent's created_at.
+- ``sessions`` from ``agents``: one row per session, keyed by the created_at of the first agent
+  recorded in it, which never changes while the session has agents (migration 0008: an agent
+  created earlier, or the first one deleted, used to move the key, and a pager following
+  /api/sessions saw that session twice or not at all).
 - ``cost_days`` from ``prompts``: the live prompts per (UTC day, agent, model), with the
   agent's session and orchestrator agent.
 - ``cost_totals`` from ``cost_days`` and ``cost_rollups``: every prompt ever recorded per (UTC
@@ -134,20 +137,18 @@ AFTER UPDATE OF session_id, created_at, orchestrator_agent_id ON agents BEGIN
                                  OR orchestrator_agent_id <> NEW.orchestrator_agent_id);
 END;
 """
-# An agent joins its session (which starts at the earliest agent's created_at) ...
+# An agent joins its session (a new session is keyed by this agent's created_at) ...
 _SQLITE_JOIN = """\
     INSERT INTO sessions (session_id, started_at) VALUES (NEW.session_id, NEW.created_at)
-    ON CONFLICT (session_id) DO UPDATE SET started_at = excluded.started_at
-    WHERE excluded.started_at < started_at;
+    ON CONFLICT (session_id) DO NOTHING;
 """
-# ... and leaves it: the session goes with its last agent, or starts at the next earliest.
+# ... and leaves it: the session goes with its last agent; its key stays until then.
 _SQLITE_LEAVE = """\
     DELETE FROM sessions WHERE session_id = OLD.session_id
         AND NOT EXISTS (SELECT 1 FROM agents WHERE session_id = OLD.session_id);
-    UPDATE sessions SET started_at = (SELECT min(created_at) FROM agents
-                                      WHERE session_id = OLD.session_id)
-    WHERE session_id = OLD.session_id AND started_at = OLD.created_at;
 """
+_SQLITE_SESSION_NAMES = ("sessions_agents_insert", "sessions_agents_delete",
+                         "sessions_agents_update")
 # cost_totals is computed whole from cost_days and cost_rollups, not added to: `upgrade` runs
 # this migration again when its row in schema_migrations is gone (migrations.pending), and an
 # addition would count the rollups twice (the other two skip the rows they hold already).
@@ -179,6 +180,16 @@ GROUP BY day, orchestrator_agent_id, model HAVING sum(prompts) > 0;
 _SQLITE_ESTIMATE = ("SELECT '{table}', (SELECT max(rowid) FROM {table}) "
                     "- (SELECT min(rowid) FROM {table}) + 1")
 ESTIMATED_TABLES = ("orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs")
+
+
+def session_trigger_sql(dialect: Dialect) -> str:
+    """Return migration 0008: the ``sessions`` triggers again, keeping each session's key."""
+    if dialect is Dialect.SQLITE:
+        return ("".join(f"DROP TRIGGER IF EXISTS {name};\n" for name in _SQLITE_SESSION_NAMES)
+                + _SQLITE_SESSIONS.format(join=_SQLITE_JOIN, leave=_SQLITE_LEAVE))
+    if dialect is Dialect.POSTGRES:
+        return _postgres_sessions()
+    assert_never(dialect)
 
 
 def _sqlite() -> str:
@@ -288,14 +299,9 @@ _PG_SESSIONS = """\
 CREATE OR REPLACE FUNCTION orchestrator_db_sessions() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- Agents leaving a session (deleted, or moved to another session or time): the session
-    -- goes with its last agent, or starts at the next earliest. A status update moves nothing.
+    -- Agents leaving a session (deleted, or moved to another session): the session goes
+    -- with its last agent; its key stays until then. A status update moves nothing.
     IF TG_OP <> 'INSERT' THEN
-        UPDATE sessions AS s SET started_at = coalesce(
-            (SELECT min(a.created_at) FROM agents AS a WHERE a.session_id = s.session_id),
-            s.started_at)
-        FROM (SELECT session_id, min(created_at) AS first FROM {left} AS m GROUP BY 1) AS g
-        WHERE s.session_id = g.session_id AND s.started_at = g.first;
         DELETE FROM sessions AS s USING (SELECT DISTINCT session_id FROM {left} AS m) AS g
         WHERE s.session_id = g.session_id
             AND NOT EXISTS (SELECT 1 FROM agents AS a WHERE a.session_id = g.session_id);
@@ -307,15 +313,12 @@ BEGIN
         WHERE c.agent_id = n.id AND (n.session_id <> o.session_id
                                      OR n.orchestrator_agent_id <> o.orchestrator_agent_id);
     END IF;
-    -- Agents joining a session: DO NOTHING, then an UPDATE only where one is older, so agents
+    -- Agents joining a session: a new one is keyed by its first agents' created_at; agents
     -- joining a running session never lock its row.
     IF TG_OP <> 'DELETE' THEN
         INSERT INTO sessions (session_id, started_at)
         SELECT session_id, min(created_at) FROM {joined} AS m GROUP BY 1 ORDER BY 1
         ON CONFLICT (session_id) DO NOTHING;
-        UPDATE sessions AS s SET started_at = n.first
-        FROM (SELECT session_id, min(created_at) AS first FROM {joined} AS m GROUP BY 1) AS n
-        WHERE s.session_id = n.session_id AND n.first < s.started_at;
     END IF;
     RETURN NULL;
 END
@@ -356,11 +359,11 @@ JOIN pg_class AS c ON c.oid = to_regclass(t.name);
 """
 
 
-def _postgres() -> str:
+def _postgres_sessions() -> str:
     # One sessions function per event, each naming only its event's transition tables; an
-    # UPDATE counts only the agents it moved to another session or time.
+    # UPDATE counts only the agents it moved to another session.
     moved = ("(SELECT {side}.* FROM old_rows AS o JOIN new_rows AS n USING (id) WHERE "
-             "(o.session_id, o.created_at) IS DISTINCT FROM (n.session_id, n.created_at))")
+             "o.session_id IS DISTINCT FROM n.session_id)")
     parts = []
     for event, left, joined in (("insert", "old_rows", "new_rows"),
                                 ("delete", "old_rows", "new_rows"),
@@ -369,6 +372,11 @@ def _postgres() -> str:
                                           f"orchestrator_db_sessions_{event}()")
                      .format(left=left, joined=joined))
     parts.append(_PG_SESSION_TRIGGERS.format(function="orchestrator_db_sessions"))
+    return "".join(parts)
+
+
+def _postgres() -> str:
+    parts = [_postgres_sessions()]
     # cost_totals is left empty here: its few rows a day would be updated by every prompt
     # write, and PostgreSQL's writers on many machines would queue on them (the row lock is
     # held to commit: 32 connections writing prompts of one orchestrator agent ran at a sixth
@@ -386,4 +394,4 @@ def _postgres() -> str:
     return "".join(parts)
 
 
-__all__ = ["aggregate_sql"]
+__all__ = ["aggregate_sql", "session_trigger_sql"]

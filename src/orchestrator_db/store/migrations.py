@@ -20,7 +20,7 @@ from typing import assert_never
 from ..config import Dialect
 from ..errors import NotFoundError, SchemaError, SchemaNotFoundError
 from ..tables import CHANGE_FIELDS, CHANGES_TABLE, ChangeFields
-from .aggregates import aggregate_sql
+from .aggregates import aggregate_sql, session_trigger_sql
 
 # The channel the PostgreSQL triggers NOTIFYed up to migration 0006 (payload: the newest position).
 NOTIFY_CHANNEL = "orchestrator_db_changes"
@@ -220,7 +220,7 @@ def change_function_sql(dialect: Dialect) -> str:
 
 _GENERATED: dict[str, Callable[[Dialect], str]] = {
     "change_feed": change_trigger_sql, "aggregates": aggregate_sql,
-    "change_feed_polled": change_function_sql}
+    "change_feed_polled": change_function_sql, "session_keys": session_trigger_sql}
 
 
 _DOLLAR_QUOTE = re.compile(r"\$[A-Za-z_]*\$")
