@@ -25,7 +25,7 @@ from .config import setting
 from .errors import ValidationError, shown
 from .events import prune_changes
 from .manager import CoreManager
-from .models import CREATE_MODELS, utc_now
+from .models import CREATE_MODELS, TimeRangeError, utc_now
 from .store import Store
 from .tables import ADDED_COLUMNS, COLUMNS, JSON_FIELDS, NOT_NULL, TIME_FIELDS, UUID_FIELDS
 from .validation import check_choice, check_time, check_uuid, validate
@@ -70,6 +70,8 @@ def cutoff_from(older_than: Any, now: datetime | None = None) -> datetime:
         try:
             parsed = check_time(older_than, "older_than")
         except ValidationError as exc:
+            if isinstance(exc.__cause__, TimeRangeError):  # well-formed: say what is wrong
+                raise
             raise ValidationError(
                 "older_than must be a timedelta, a datetime, an ISO 8601 string or a duration "
                 f"such as '30d', '12h', '15m'; got {shown(older_than)}", field="older_than",

@@ -72,6 +72,15 @@ async def test_prune_reaching_before_year_1_is_a_validation_error(
     assert [r["message"] for r in await db.list_agent_logs()] == ["kept"]
 
 
+async def test_prune_says_why_a_well_formed_cutoff_is_refused(db: DatabaseManager) -> None:
+    # The reason was hidden behind "must be a timedelta, a datetime, an ISO 8601 string...".
+    with pytest.raises(ValidationError, match="outside years 1 to 9999") as info:
+        await db.prune("9999-12-31T23:59:59-01:00")
+    assert info.value.field == "older_than"
+    with pytest.raises(ValidationError, match="older_than must be a timedelta"):
+        await db.prune("next tuesday")
+
+
 async def test_prune_with_long_but_valid_cutoffs_works(db: DatabaseManager) -> None:
     oa = await db.create_orchestrator_agent("keeper")
     agent = await db.create_agent(oa, "s-1")
