@@ -128,6 +128,37 @@ def test_postgres_engine_and_custom_paths(tmp_path: Path) -> None:
     assert "ORCHESTRATOR_DB_PATH=var/orch.db" in env
     assert 'DEFAULT_DB_PATH = "var/orch.db"' in (tmp_path / "adws/adw_database.py").read_text()
     assert "var/orch.db" in (tmp_path / "scripts/setup_database.sh").read_text()
+    # The database's folder is the one git must ignore; no empty data/ is left behind. And
+    # nothing reads .env.sample: the next step says to copy it, or the defaults would be used.
+    assert (tmp_path / "var/.gitignore").read_text().splitlines()[1] == "*.db"
+    assert not (tmp_path / "data").exists()
+    assert "&& cp .env.sample .env && scripts/setup_database.sh" in result.stdout  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("args", "hint"), [((), False), (("--db", "data/orchestrator.db"), False),
+                                            (("--engine", "postgres"), True),
+                                            (("--db", "state/x.db"), True)])
+def test_the_next_step_copies_env_sample_when_it_differs_from_the_defaults(
+        tmp_path: Path, args: tuple[str, ...], hint: bool) -> None:
+    result = init(str(tmp_path), *args)
+    assert ("cp .env.sample .env" in result.stdout) is hint  # type: ignore[attr-defined]
+    (tmp_path / ".env").write_text("ORCHESTRATOR_DB_PATH=state/x.db\n")
+    again = init(str(tmp_path), *args, "--force")
+    assert "cp .env.sample .env" not in again.stdout  # type: ignore[attr-defined]
+
+
+def test_a_database_in_the_project_root_keeps_the_projects_gitignore(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("node_modules/\n")
+    result = init(str(tmp_path), "--db", "orch.db")
+    assert (tmp_path / ".gitignore").read_text() == "node_modules/\n"
+    assert "your .gitignore was kept: add the database files to it (*.db, *.db-wal" in \
+        result.stdout  # type: ignore[attr-defined]
+    other = tmp_path / "fresh"
+    init(str(other), "--db", "orch.db")
+    assert (other / ".gitignore").read_text().splitlines()[1] == "*.db"
+    outside = tmp_path / "outside"
+    init(str(outside), "--db", "/var/lib/orch/orch.db")
+    assert not (outside / "data").exists() and not (outside / ".gitignore").exists()
 
 
 def test_unsafe_db_path_is_refused(tmp_path: Path) -> None:

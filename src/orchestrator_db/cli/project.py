@@ -11,7 +11,7 @@ import enum
 import stat
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import jinja2
@@ -89,11 +89,26 @@ def render_project(*, engine: str = "sqlite", db_path: str = DEFAULT_DB_PATH,
                     render("orch_database_models.py.j2")),
         ProjectFile("adws/schema/schema_orchestrator.sqlite", render_sqlite_schema()),
         ProjectFile("adws/schema/README.md", render("schema_README.md.j2")),
-        ProjectFile("data/.gitignore", render("data_gitignore.j2")),
+        *_gitignore(db_path, render("data_gitignore.j2")),
         ProjectFile(".env.sample", render("env.sample.j2")),
         ProjectFile("scripts/setup_database.sh", render("setup_database.sh.j2"),
                     executable=True),
     ]
+
+
+def _gitignore(db_path: str, content: str) -> list[ProjectFile]:
+    """The .gitignore that keeps the database out of git, in the database's own folder.
+
+    In the project's root it is written only where there is none (a project's own .gitignore
+    is kept; the report then says to add the lines). A database outside the project (an
+    absolute path, or one reaching up with ..) gets none.
+    """
+    folder = PurePosixPath(db_path).parent
+    if folder.is_absolute() or ".." in folder.parts:
+        return []
+    if folder == PurePosixPath("."):
+        return [ProjectFile(".gitignore", content, only_if_missing=True)]
+    return [ProjectFile(f"{folder}/.gitignore", content)]
 
 
 def plan(root: Path, files: list[ProjectFile], *, force: bool) -> list[Step]:
@@ -151,8 +166,9 @@ def init(
     Writes adws/adw_database.py (DatabaseManager; also as adws/adw_modules/adw_database.py,
     the import path of seed 002), adws/adw_modules/orch_database_models.py,
     adws/schema/schema_orchestrator.sqlite (generated from the package's migrations) with its
-    README, data/.gitignore, .env.sample and scripts/setup_database.sh. Existing files are left
-    alone unless --force; running it again changes nothing.
+    README, a .gitignore beside the database (data/.gitignore), .env.sample and
+    scripts/setup_database.sh. Existing files are left alone unless --force; running it again
+    changes nothing.
     """
     if old_db_path is not None:
         db_path = old_db_path
@@ -177,10 +193,13 @@ def init(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
         raise fail(f"cannot write the project in {directory}: {reason}{where}") from None
-    _report(directory, steps, dry_run=dry_run)
+    # .env.sample is read by nothing: settings other than the defaults take effect once copied.
+    copy_env = ((engine == "postgres" or db_path != DEFAULT_DB_PATH)
+                and not (directory / ".env").exists())
+    _report(directory, steps, dry_run=dry_run, copy_env=copy_env)
 
 
-def _report(directory: Path, steps: list[Step], *, dry_run: bool) -> None:
+def _report(directory: Path, steps: list[Step], *, dry_run: bool, copy_env: bool) -> None:
     done = {Action.CREATE: "created", Action.OVERWRITE: "overwritten",
             Action.UNCHANGED: "unchanged", Action.SKIP: "skipped (exists; --force to replace)"}
     planned = {Action.CREATE: "would create", Action.OVERWRITE: "would overwrite",
@@ -203,6 +222,18 @@ def _report(directory: Path, steps: list[Step], *, dry_run: bool) -> None:
                       f"{', '.join(skipped)} (use --force to overwrite)", highlight=False)
     if not dry_run and any(s.action in (Action.CREATE, Action.OVERWRITE) for s in steps):
         where = "" if directory.resolve() == Path.cwd() else f"cd {directory} && "
+        if copy_env:
+            where += "cp .env.sample .env && "
         console.print(plain(f"next: {where}scripts/setup_database.sh   (or let "
-                            "DatabaseManager() create the database on first use)"))
+                            "DatabaseManager() create the database on first use)"),
+                      soft_wrap=True)
+        if copy_env:
+            console.print(plain("(.env.sample holds the database you chose; DatabaseManager(), "
+                                "the orchestrator-db command and the script read .env)"),
+                          soft_wrap=True)
+    kept = [s for s in steps if s.file.path == ".gitignore" and s.action is Action.SKIP]
+    if kept and not dry_run:
+        console.print(plain("your .gitignore was kept: add the database files to it ("
+                            + ", ".join(kept[0].file.content.split("\n")[1:5]) + ")"),
+                      soft_wrap=True)
 
