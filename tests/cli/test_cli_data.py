@@ -6,6 +6,8 @@ import asyncio
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,43 @@ def test_export_csv_to_stdout_with_a_session_filter(data: dict[str, Any]) -> Non
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [r["message"] for r in rows] == ["it broke"]
     assert "exported 1 row of agent_logs" in result.stderr
+
+
+def test_export_takes_its_format_from_the_file_name(data: dict[str, Any],
+                                                    tmp_path: Path) -> None:
+    # `-o prompts.csv` wrote JSON Lines into the .csv file.
+    target = tmp_path / "logs.csv"
+    result = invoke("export", "--url", data["url"], "--table", "agent_logs", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [r["id"] for r in rows] == [r["id"] for r in library(data["url"], "list_agent_logs")]
+    mismatch = tmp_path / "other.csv"
+    result = invoke("export", "--url", data["url"], "--table", "agent_logs", "--format",
+                    "jsonl", "-o", str(mismatch))
+    assert result.exit_code == 1
+    assert "--format jsonl does not match the file name" in result.stderr
+    assert not mismatch.exists()
+
+
+def test_export_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    # `export | head -c 10` said "error: cannot write None: Broken pipe".
+    url = f"sqlite:///{tmp_path}/big.db"
+
+    async def fill() -> None:
+        async with DatabaseManager(url=url) as db:
+            oa = await db.create_orchestrator_agent("o")
+            agent = await db.create_agent(oa, "s")
+            await db.create_agent_logs([{"agent_id": agent, "message": "x" * 200}] * 3000)
+    asyncio.run(fill())
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator_db.cli", "export", "--url", url,
+                             "--table", "agent_logs"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(10)) == 10
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 1  # as Click ends any command whose reader went away
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
 
 
 def test_prune_dry_run_then_for_real(data: dict[str, Any]) -> None:

@@ -319,7 +319,9 @@ def export(
     table: Annotated[str, typer.Option(
         "--table", "-t", help="orchestrator_agents, agents, prompts, agent_logs or system_logs.")],
     url: UrlOption = None, db: DbOption = None,
-    fmt: Annotated[str, typer.Option("--format", "-F", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[str | None, typer.Option(
+        "--format", "-F", help="jsonl or csv (default: from the --output file's name, .csv or "
+        ".jsonl; else jsonl).", show_default=False)] = None,
     since: Annotated[str | None, typer.Option(
         "--since", help="Only rows created at or after this ISO 8601 time.")] = None,
     until: Annotated[str | None, typer.Option(
@@ -329,10 +331,8 @@ def export(
         "--output", "-o", help="Write to this file instead of stdout.", dir_okay=False)] = None,
 ) -> None:
     """Stream the rows of one table as JSON Lines or CSV, oldest first."""
-    fmt = fmt.lower()
-    if fmt not in ("jsonl", "csv"):
-        raise fail(f"--format must be jsonl or csv, got {fmt!r}")
     to_stdout = output is None or str(output) == "-"
+    fmt = _export_format(fmt, None if to_stdout else output)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console,
                         transient=True, disable=not err_console.is_terminal)
     partial = None if to_stdout else output.with_name(output.name + ".partial")  # type: ignore[union-attr]
@@ -357,6 +357,8 @@ def export(
             count = run_with_db(url, db, work)
     except OSError as exc:
         _remove(partial)
+        if to_stdout and isinstance(exc, BrokenPipeError):
+            raise  # the reader went away (`| head`): Click ends the command quietly
         raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
     except BaseException:
         _remove(partial)
@@ -367,6 +369,24 @@ def export(
                           soft_wrap=True)
     else:
         err_console.print(plain(f"exported {row_count(count)} of {table}"))
+
+
+_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def _export_format(fmt: str | None, output: Path | None) -> str:
+    """The format asked for, else the one the output file's name says (JSON Lines by default);
+    a name that says the other format is refused rather than given the wrong content."""
+    implied = _SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if fmt is None:
+        return implied or "jsonl"
+    fmt = fmt.lower()
+    if fmt not in ("jsonl", "csv"):
+        raise fail(f"--format must be jsonl or csv, got {fmt!r}")
+    if implied is not None and implied != fmt:
+        raise fail(f"--format {fmt} does not match the file name {output}: "
+                   f"name it .{fmt}, or leave --format out")
+    return fmt
 
 
 def _remove(path: Path | None) -> None:
