@@ -122,15 +122,14 @@ def test_export_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
             agent = await db.create_agent(oa, "s")
             await db.create_agent_logs([{"agent_id": agent, "message": "x" * 200}] * 3000)
     asyncio.run(fill())
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator_db.cli", "export", "--url", url,
-                             "--table", "agent_logs"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    assert len(proc.stdout.read(10)) == 10
-    proc.stdout.close()
-    assert proc.wait(timeout=120) == 1  # as Click ends any command whose reader went away
-    assert proc.stderr.read() == b""
-    proc.stderr.close()
+    with subprocess.Popen([sys.executable, "-m", "orchestrator_db.cli", "export", "--url", url,
+                           "--table", "agent_logs"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert len(proc.stdout.read(10)) == 10
+        proc.stdout.close()
+        assert proc.wait(timeout=120) == 1  # as Click ends any command whose reader went away
+        assert proc.stderr.read() == b""
 
 
 def test_prune_dry_run_then_for_real(data: dict[str, Any]) -> None:
