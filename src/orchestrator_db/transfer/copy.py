@@ -139,7 +139,7 @@ async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
             if await is_prefix(src, t.table, t.existing_rows, last):
                 starts[t.table] = last
             else:
-                foreign.append(f"{t.table}: {t.existing_rows:,} rows")
+                foreign.append(f"{t.table}: {_rows(t.existing_rows)}")
     rollups: Rollups | None = None
     if await has_table(src, ROLLUP_TABLE) and await has_table(dst, ROLLUP_TABLE):
         rollups = await plan_rollups(src, dst, merge=merge)
@@ -147,7 +147,7 @@ async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
                        existing_rows=len(rollups.source) - len(rollups.missing) + rollups.extra)
         tables.append(rt)
         if rollups.extra and not merge:
-            foreign.append(f"{ROLLUP_TABLE}: {rollups.extra:,} rows")
+            foreign.append(f"{ROLLUP_TABLE}: {_rows(rollups.extra)}")
     spans: TableCopy | None = None
     span_rows = await count_if_present(src, OTLP_SPANS_TABLE)
     existing_spans = await count_if_present(dst, OTLP_SPANS_TABLE)
@@ -162,6 +162,10 @@ async def _plan(src: CoreManager, dst: CoreManager, *, merge: bool) -> _Plan:
             field="merge",
         )
     return _Plan(tables, starts, rollups, spans)
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'}"
 
 
 @dataclass
