@@ -81,7 +81,7 @@ async def test_foreign_destination_is_refused_unless_merge(source_url: str, pg_u
         other = await dst.create_orchestrator_agent("someone else's")
         await dst.create_agent(other, "their-session")
     with pytest.raises(CopyError, match="already holds data that is not an interrupted copy "
-                       r"\(in orchestrator_agents: 1 row, agents: 1 row\).*merge=True"):
+                       r"of this source \(in orchestrator_agents: 1 row, agents: 1 row\).*merge=True"):
         await copy_database(source_url, pg_url)
     async with DatabaseManager(url=pg_url) as dst:  # untouched
         assert len(await dst.list_orchestrator_agents()) == 1
