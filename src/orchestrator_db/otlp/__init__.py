@@ -5,6 +5,7 @@
   and OpenLLMetry conventions say about them;
 - ``plan.py``: the mapping from spans to rows, with no database in sight;
 - ``traces.py``, ``logs.py``, ``storage.py``: lookups and batched, validated writes;
+- ``resolve.py``: linking what arrived out of order, also from other processes;
 - ``receiver.py``: ``OtlpReceiver``, the ingest queue with backpressure that ``serve`` runs.
 
 Built on the core's public API (``CoreManager``); the API mounts ``/v1/traces`` and ``/v1/logs``

@@ -1,9 +1,11 @@
 """OTLP log records into agent logs, system logs, and Claude Code's events into its runs.
 
 A log record whose trace and span id name a stored span becomes an agent log of the agent run
-holding that span; any other becomes a system log with ``source`` = ``service.name``. Severity
-numbers map to levels (1–8 DEBUG, 9–12 INFO, 13–16 WARNING, 17–20 ERROR, 21–24 CRITICAL), the
-body is the message and the attributes are the details.
+holding that span (while the span waits under its trace's implicit agent, the record waits
+with it, and follows it to its agent run: ``traces.py``); any other becomes a system log with
+``source`` = ``service.name``. Severity numbers map to levels (1–8 DEBUG, 9–12 INFO, 13–16
+WARNING, 17–20 ERROR, 21–24 CRITICAL), the body is the message and the attributes are the
+details.
 
 Claude Code's events (``claude_code.*``, see its monitoring documentation) are grouped by
 ``session.id`` under one agent run per session: ``api_request`` becomes a completed prompt with
@@ -25,8 +27,9 @@ from typing import Any
 from .. import pricing
 from ..errors import ConstraintError, ValidationError
 from ..models import MAX_CONTENT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, clean_text, utc_now
-from .plan import Orchestrator
-from .storage import Storage, validated
+from .plan import Orchestrator, implicit_agent_id
+from .resolve import resolve_records, resolve_records_committed
+from .storage import RECORD_LOG_TYPE, Storage, validated
 from .traces import Outcome
 from .values import (
     any_value,
@@ -161,10 +164,16 @@ async def _ingest(storage: Storage, batch: list[Record]) -> Outcome:
                     outcome.message = outcome.message or f"a Claude Code session: {exc.message}"
                 else:
                     outcome.refuse([row["id"]], f"a log record: {exc.message}")
+    # Records put under a trace's implicit agent: their span may have moved to its agent run
+    # since it was looked up (another process), so they look again once written.
+    waiting = {trace_id for (trace_id, span_id), holder in holders.items()
+               if holder == implicit_agent_id(trace_id)}
     async with storage.db.transaction():
         for table, table_rows in checked.items():
             present = await storage.existing(table, [r["id"] for r in table_rows])
             await storage.insert(table, [r for r in table_rows if r["id"] not in present])
+        await resolve_records(storage, waiting)
+    await resolve_records_committed(storage, waiting)
     return outcome
 
 
@@ -184,7 +193,7 @@ def _rows(batch: Iterable[Record], holders: dict[tuple[str, str], str], now: dat
             details = {**details, "trace_id": record.trace_id, "span_id": record.span_id}
             rows.agent_logs.append({
                 "id": record.key, "agent_id": holder, "log_level": record.level,
-                "log_type": "log", "message": clean_text(record.message, MAX_MESSAGE_CHARS),
+                "log_type": RECORD_LOG_TYPE, "message": clean_text(record.message, MAX_MESSAGE_CHARS),
                 "details": details or None, "created_at": when})
         else:
             rows.system_logs.append({

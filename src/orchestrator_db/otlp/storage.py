@@ -21,6 +21,8 @@ from ..validation import validation_error
 from .plan import Link, Orchestrator
 
 CHUNK = 500
+# The log_type of an agent log made from an OTLP log record (not from a span).
+RECORD_LOG_TYPE = "log"
 _LINK_COLUMNS = ", ".join(OTLP_SPAN_COLUMNS)
 # Each table's payload model, its fields, and the columns set by ingest rather than validated.
 _MODELS: dict[str, tuple[type[pydantic.BaseModel], tuple[str, ...], tuple[str, ...]]] = {
@@ -88,6 +90,46 @@ class Storage:
                     bool(r["is_agent"]), bool(r["orphan"]))
         return out
 
+    async def held(self, agent_id: str) -> list[Link]:
+        """The links of the spans an agent run holds (a trace's implicit agent: its strays)."""
+        q = self.db.store.query()
+        rows = await self.db.store.fetch(
+            f"SELECT {_LINK_COLUMNS} FROM {OTLP_SPANS_TABLE} WHERE agent_id = {q.p(agent_id)}",
+            q.params)
+        return [Link(r["span_id"], r["trace_id"], r["parent_span_id"], str(r["agent_id"]),
+                     bool(r["is_agent"]), bool(r["orphan"])) for r in rows]
+
+    async def held_records(self, agent_id: str) -> dict[str, tuple[str, str]]:
+        """The OTLP log records an agent run holds: log id -> the (trace_id, span_id) they name.
+
+        A log record's span is in its ``details`` (its ``span_id`` column stays empty: that is
+        the key of the log a span itself becomes, and a span may have many log records).
+        """
+        q = self.db.store.query()
+        rows = await self.db.store.fetch(
+            f"SELECT id, details FROM agent_logs WHERE agent_id = {q.p(agent_id)} "
+            f"AND log_type = {q.p(RECORD_LOG_TYPE)} AND span_id IS NULL", q.params)
+        out: dict[str, tuple[str, str]] = {}
+        for r in rows:
+            details = r["details"]
+            if isinstance(details, dict):
+                trace_id, span_id = details.get("trace_id"), details.get("span_id")
+                if isinstance(trace_id, str) and isinstance(span_id, str):
+                    out[str(r["id"])] = (trace_id, span_id)
+        return out
+
+    async def parentless(self, agent_ids: Iterable[str]) -> set[str]:
+        """The agent runs among ``agent_ids`` that have no parent run."""
+        store = self.db.store
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(agent_ids))):
+            q = store.query()
+            condition = store.ids_condition(q, list(chunk))
+            rows = await store.fetch(
+                f"SELECT id FROM agents WHERE {condition} AND parent_agent_id IS NULL", q.params)
+            found.update(str(r["id"]) for r in rows)
+        return found
+
     async def sessions(self, trace_ids: Iterable[str]) -> dict[str, str]:
         """The session the stored agents of each trace have, preferring a named one."""
         store = self.db.store
@@ -118,6 +160,19 @@ class Storage:
         wanted = set(keys)
         links = await self.links(span for _, span in wanted)
         return {key: link.agent_id for key, link in links.items() if key in wanted}
+
+    async def lock_agent(self, agent_id: str) -> bool:
+        """Lock an agent row until the transaction ends; return whether it is there.
+
+        On PostgreSQL this waits for the transactions that have just written rows referencing
+        it (their foreign key check holds a share lock on it), so a statement after this one
+        sees those rows; SQLite's write transaction is exclusive already.
+        """
+        store = self.db.store
+        q = store.query()
+        rows = await store.fetch(f"SELECT a.id FROM agents a WHERE a.id = {q.p(agent_id)}"
+                                 f"{store.lock_rows_clause('a')}", q.params)
+        return bool(rows)
 
     # orchestrator agents -------------------------------------------------------------------
     async def orchestrator_id(self, wanted: Orchestrator) -> str:
@@ -168,4 +223,4 @@ class Storage:
         return await self.db.store.fetch(sql, params)
 
 
-__all__ = ["CHUNK", "Storage", "validated"]
+__all__ = ["CHUNK", "RECORD_LOG_TYPE", "Storage", "validated"]

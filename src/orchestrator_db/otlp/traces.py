@@ -3,7 +3,12 @@
 A batch is written in one transaction: the implicit agents it needs, agent runs (parents first),
 prompts, logs and span links, then the links it resolves — orphans whose parent arrived are
 moved, with everything beneath them, from the trace's implicit agent to the agent run above them,
-and sub-agents get their ``parent_agent_id``. An implicit agent left holding nothing is deleted.
+and sub-agents get their ``parent_agent_id``; the OTLP log records naming a moved span move with
+it. An implicit agent left holding nothing is deleted.
+
+The lookups a batch is planned from are made before its transaction, so another process may
+write a parent, a child, or move a subtree meanwhile: the batch looks again inside its
+transaction and once more after its commit (``resolve.py``).
 
 A span already stored (the same trace and span id) is skipped, whatever it became, so an
 exporter's retry writes nothing twice. Two processes writing the same span at the same moment:
@@ -20,8 +25,9 @@ from typing import Any
 from ..errors import ConstraintError, ValidationError
 from ..models import utc_now
 from .plan import Link, Plan, implicit_agent_id, make_plan
+from .resolve import adopt, resolve, resolve_committed
 from .spans import SpanView
-from .storage import CHUNK, Storage, validated
+from .storage import Storage, validated
 
 RETRIES = 2
 
@@ -162,6 +168,13 @@ async def _write(storage: Storage, prepared: _Prepared, stored_sessions: dict[st
     plan = prepared.plan
     db = storage.db
     implicit = [validated("agents", row) for row in plan.implicit.values()]
+    keys = {(k.trace_id, k.span_id) for k in plan.links}
+    # The batch was planned from lookups made before this transaction: another process may
+    # have written a parent, or moved one out of its implicit agent, since. These spans (their
+    # parent outside the batch, and no agent run above them yet) look again.
+    unsure = {(k.trace_id, k.span_id) for k in plan.links if k.parent_span_id is not None
+              and (k.trace_id, k.parent_span_id) not in keys
+              and (k.is_agent or k.agent_id == implicit_agent_id(k.trace_id))}
     async with db.transaction():
         present = await storage.existing("agents", [row["id"] for row in implicit])
         await storage.insert("agents", [row for row in implicit if row["id"] not in present])
@@ -169,92 +182,11 @@ async def _write(storage: Storage, prepared: _Prepared, stored_sessions: dict[st
         await storage.insert("prompts", prepared.prompts)
         await storage.insert("agent_logs", prepared.logs)
         await storage.insert_links(plan.links)
-        await _adopt(storage, plan.adopted)
+        moved = await adopt(storage, plan.adopted)
         await _name_sessions(storage, plan.sessions, stored_sessions)
-
-
-async def _adopt(storage: Storage, adopted: list[tuple[Link, str | None]]) -> None:
-    """Link stored orphans to the parents that have just arrived."""
-    if not adopted:
-        return
-    traces: dict[str, list[tuple[Link, str | None]]] = {}
-    for link, ancestor in adopted:
-        traces.setdefault(link.trace_id, []).append((link, ancestor))
-    store = storage.db.store
-    for trace_id, links in traces.items():
-        implicit = implicit_agent_id(trace_id)
-        for link, ancestor in links:
-            q = store.query()
-            await storage.execute(
-                f"UPDATE otlp_spans SET orphan = {q.p(False)} WHERE span_id = {q.p(link.span_id)}"
-                f" AND trace_id = {q.p(trace_id)}", q.params)
-            if ancestor is None:
-                continue  # its parent is an orphan too: it moves when that one is adopted
-            if link.is_agent:
-                await _set_parent(storage, [link.agent_id], ancestor)
-            elif link.agent_id == implicit:
-                await _move(storage, trace_id, implicit, link.span_id, ancestor)
-        q = store.query()
-        await storage.execute(
-            f"DELETE FROM agents WHERE id = {q.p(implicit)} "
-            f"AND NOT EXISTS (SELECT 1 FROM otlp_spans WHERE agent_id = {q.p(implicit)}) "
-            f"AND NOT EXISTS (SELECT 1 FROM prompts WHERE agent_id = {q.p(implicit)}) "
-            f"AND NOT EXISTS (SELECT 1 FROM agent_logs WHERE agent_id = {q.p(implicit)})",
-            q.params)
-
-
-async def _move(storage: Storage, trace_id: str, implicit: str, root: str, agent_id: str) -> None:
-    """Move a subtree held by the implicit agent (from span ``root`` down) to ``agent_id``.
-
-    Every lookup goes through an index: the implicit agent's spans by ``agent_id``, the trace's
-    agent runs still without a parent by ``trace_id``, their spans by primary key.
-    """
-    store = storage.db.store
-    q = store.query()
-    held = await storage.fetch(
-        f"SELECT span_id, parent_span_id FROM otlp_spans WHERE agent_id = {q.p(implicit)}",
-        q.params)
-    children: dict[str | None, list[str]] = {}
-    for row in held:
-        children.setdefault(row["parent_span_id"], []).append(row["span_id"])
-    moved: list[str] = []
-    stack = [root]
-    while stack:
-        span_id = stack.pop()
-        moved.append(span_id)
-        stack.extend(children.get(span_id, []))
-    for table in ("prompts", "agent_logs", "otlp_spans"):
-        for start in range(0, len(moved), CHUNK):
-            chunk = moved[start:start + CHUNK]
-            q = store.query()
-            await storage.execute(
-                f"UPDATE {table} SET agent_id = {q.p(agent_id)} WHERE trace_id = {q.p(trace_id)} "
-                f"AND span_id IS NOT NULL AND span_id IN ({', '.join(q.p(s) for s in chunk)})",
-                q.params)
-    # Sub-agents whose parent span is in the subtree: they had no agent above them till now.
-    q = store.query()
-    roots = await storage.fetch(
-        f"SELECT id, span_id FROM agents WHERE trace_id = {q.p(trace_id)} "
-        f"AND span_id IS NOT NULL AND parent_agent_id IS NULL", q.params)
-    if roots:
-        links = await storage.links(str(r["span_id"]) for r in roots)
-        subtree = set(moved)
-        await _set_parent(storage, [str(r["id"]) for r in roots if (
-            link := links.get((trace_id, r["span_id"]))) is not None
-            and link.parent_span_id in subtree], agent_id)
-
-
-async def _set_parent(storage: Storage, agent_ids: list[str], parent: str) -> None:
-    """Give agent runs that have none the parent that has just arrived."""
-    store = storage.db.store
-    for agent_id in agent_ids:
-        if agent_id == parent:
-            continue
-        q = store.query()
-        await storage.execute(
-            f"UPDATE agents SET parent_agent_id = {q.p(parent)}, "
-            f"updated_at = {q.p(store.ts(utc_now()))} "
-            f"WHERE id = {q.p(agent_id)} AND parent_agent_id IS NULL", q.params)
+        moved |= await resolve(storage, unsure, keys | moved, moved,
+                               {link.trace_id for link, _ in plan.adopted})
+    await resolve_committed(storage, unsure, keys | moved, moved)
 
 
 async def _name_sessions(storage: Storage, sessions: dict[str, str], stored: dict[str, str]
