@@ -221,7 +221,14 @@ async def test_a_session_keeps_its_place_when_an_earlier_agent_comes_or_its_firs
 async def test_migration_8_replaces_the_session_triggers_of_an_existing_database(
         db: DatabaseManager, db_url: str) -> None:
     # As a database at version 7: its sessions triggers are not the new ones (here: ones that
-    # fail), and 0008 is not applied. Opening it applies 0008, which replaces them.
+    # fail), a prune kept the last day's cost under PostgreSQL's infinity, and 0008 is not
+    # applied. Opening it applies 0008, which replaces the triggers and mends the day.
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "before-upgrade")
+    rollup = ("INSERT INTO cost_rollups (day, session_id, agent_id, orchestrator_agent_id, "
+              "prompts, cost_usd, updated_at) VALUES ({day}, 'before-upgrade', "
+              f"'{agent}', '{oa}', 2, 1.5, '2026-01-01T00:00:00.000000+00:00')")
+    await run_sql(db, rollup.format(day="'9999-12-31'"), rollup.format(day="'infinity'"))
     await run_sql(db, "DROP TRIGGER sessions_agents_insert",
                   "CREATE OR REPLACE FUNCTION orchestrator_db_sessions_insert() RETURNS trigger "
                   "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the old trigger'; END $$")
@@ -231,9 +238,39 @@ async def test_migration_8_replaces_the_session_triggers_of_an_existing_database
     await run_sql(db, "DELETE FROM schema_migrations WHERE version = 8", "SELECT 1")
     async with DatabaseManager(url=db_url) as again:
         assert again.applied_migrations == [8]
-        oa = await again.create_orchestrator_agent("o")
         await again.create_agent(oa, "after-upgrade")
-        assert [s["session_id"] for s in await again.list_sessions()] == ["after-upgrade"]
+        assert [s["session_id"] for s in await again.list_sessions()] == [
+            "after-upgrade", "before-upgrade"]
+        assert [(r["key"], r["prompts"], r["cost_usd"])
+                for r in await again.cost_summary("day")] == [("9999-12-31", 2, 1.5)]
+
+
+async def test_the_first_and_last_days_are_days_on_both_engines(db: DatabaseManager) -> None:
+    # PostgreSQL's driver sent 0001-01-01 and 9999-12-31 as -infinity and infinity: a cost
+    # filter ending on the last day counted it twice, one starting on it counted nothing, and a
+    # prune kept their cost under a day with no date.
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "edges")
+    await db.import_rows("prompts", [{
+        "id": uuid7(), "agent_id": agent, "content": "c", "response": None, "model": "m",
+        "status": "completed", "tokens_input": 1, "tokens_output": 0, "cost_usd": 1.0,
+        "created_at": when, "completed_at": None, "trace_id": None, "span_id": None}
+        for when in ("0001-01-01T12:00:00+00:00", "9999-12-31T12:00:00+00:00")])
+
+    async def prompts(**window: str) -> list[tuple[Any, ...]]:
+        return [(r["key"], r["prompts"]) for r in await db.cost_summary("day", **window)]
+
+    # Live prompts are filtered by their time; pruned ones by their day.
+    assert await prompts(until="9999-12-31T06:00:00Z") == [("0001-01-01", 1)]
+    assert await prompts(since="0001-01-01T13:00:00Z", until="0001-01-02") == []
+    for _ in range(2):  # live prompts, then the same after prune folded them into rollups
+        assert await prompts() == [("0001-01-01", 1), ("9999-12-31", 1)]
+        assert await prompts(until="9999-12-31T23:00:00Z") == [("0001-01-01", 1),
+                                                                ("9999-12-31", 1)]
+        assert await prompts(since="9999-12-31") == [("9999-12-31", 1)]
+        assert await prompts(since="0001-01-01", until="0001-01-02") == [("0001-01-01", 1)]
+        await db.prune("9999-12-31T23:00:00Z", tables=("prompts",))
+    assert await db.list_prompts() == []
 
 
 async def test_session_cursor_is_checked(db: DatabaseManager) -> None:

@@ -8,3 +8,9 @@
 --
 -- The triggers are not written here: store/aggregates.py renders them (the same text
 -- migration 0005 now creates) and store/migrations.py appends them to this migration.
+
+-- And the first and last days: up to here PostgreSQL's driver sent 0001-01-01 and 9999-12-31
+-- as -infinity and infinity (store/postgres_driver.py now sends the days), so a prune of
+-- prompts on either day kept their cost under a day with no date. On SQLite no row matches.
+UPDATE cost_rollups SET day = '9999-12-31' WHERE day = 'infinity';
+UPDATE cost_rollups SET day = '0001-01-01' WHERE day = '-infinity';

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import struct
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -94,6 +95,24 @@ def _jsonb_decode(data: bytes) -> Any:
     return decode_json(data[1:].decode())
 
 
+# date in PostgreSQL's binary format: days from 2000-01-01. asyncpg's own codec sends date.min
+# and date.max (the days 0001-01-01 and 9999-12-31) as -infinity and infinity, which compare
+# past every real day and have no day to group by (to_char gives NULL): a prune's rollup or a
+# cost filter on either day went astray. These are the days themselves.
+_DATE_EPOCH = date(2000, 1, 1).toordinal()
+_DATE_INFINITIES = {2**31 - 1: date.max, -(2**31): date.min}
+
+
+def _date_encode(value: date) -> bytes:
+    return struct.pack("!i", value.toordinal() - _DATE_EPOCH)
+
+
+def _date_decode(data: bytes) -> date:
+    (days,) = struct.unpack("!i", data)
+    found = _DATE_INFINITIES.get(days)  # stored by an older version: the nearest day
+    return found if found is not None else date.fromordinal(days + _DATE_EPOCH)
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     """Set up a new pool connection."""
     # jsonb in and out as Python values, so both engines hand back the same dicts. The binary
@@ -102,6 +121,8 @@ async def init_connection(conn: asyncpg.Connection) -> None:
                               schema="pg_catalog", format="binary")
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads,
                               schema="pg_catalog")
+    await conn.set_type_codec("date", encoder=_date_encode, decoder=_date_decode,
+                              schema="pg_catalog", format="binary")
 
 
 __all__ = ["CLASH_ERRORS", "DRIVER_ERRORS", "init_connection", "rows_of", "rowcount", "translate_error",
