@@ -92,3 +92,14 @@ def shown(value: Any, limit: int = 80) -> str:
     except Exception:  # a 5,000-digit int, JSON nested past the recursion limit, a broken __repr__
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def duplicate_message(table: str, columns: list[str]) -> str:
+    """What a unique key refused, in the same words on both engines (no values: they can be
+    long, or private)."""
+    return f"duplicate value: {table} already holds a row with this {', '.join(columns)}"
+
+
+def not_null_message(table: str, column: str) -> str:
+    """What a NOT NULL column refused, in the same words on both engines."""
+    return f"constraint failed: {table}.{column} must not be null"

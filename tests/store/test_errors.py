@@ -130,6 +130,30 @@ async def test_duplicate_error_names_the_column_on_both_engines(db: DatabaseMana
     assert await db.get_orchestrator_agent(MISSING) is None
 
 
+async def test_database_refusals_are_worded_alike_on_both_engines(db: DatabaseManager) -> None:
+    # The messages carried the driver's text ("UNIQUE constraint failed: ..." against "Key
+    # (...)=(...) already exists.", PostgreSQL's with the values and the whole failing row).
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    oa = await db.create_orchestrator_agent("o")
+    await db.create_agent(oa, "s", trace_id=trace, span_id=span)
+    with pytest.raises(DuplicateError) as caught:
+        await db.create_agent(oa, "s", trace_id=trace, span_id=span)
+    assert (caught.value.message, caught.value.field) == (
+        "duplicate value: agents already holds a row with this trace_id, span_id", "span_id")
+    row = await db.get_orchestrator_agent(oa)
+    assert row is not None
+    with pytest.raises(DuplicateError) as caught:
+        await db.import_rows("orchestrator_agents", [{**row, "name": "other"}])
+    assert (caught.value.message, caught.value.field) == (
+        "duplicate value: orchestrator_agents already holds a row with this id", "id")
+    store = db.store
+    sql = store.insert_sql("system_logs", ("id", "log_level", "message", "created_at"))
+    with pytest.raises(OrchestratorDBError) as error:
+        await store.execute(sql, [MISSING, "INFO", None, store.ts(utc_now())])
+    assert (error.value.message, error.value.field) == (
+        "constraint failed: system_logs.message must not be null", "message")
+
+
 async def test_referenced_orchestrator_agent(db: DatabaseManager) -> None:
     oa = await db.create_orchestrator_agent("o")
     await db.create_agent(oa, "s")

@@ -34,11 +34,19 @@ def translate_error(exc: Exception) -> errors.OrchestratorDBError:
         return errors.ForeignKeyError("a referenced record does not exist")
     if isinstance(exc, asyncpg.UniqueViolationError):
         detail = getattr(exc, "detail", None) or msg
-        # "Key (name)=(planner) already exists.": the column, as SQLite names it (the last one
-        # of a composite key).
+        # "Key (trace_id, span_id)=(…) already exists.": the columns, named as SQLite's message
+        # names them (the values are left out), the last one being the field.
         key = _UNIQUE_KEY.search(detail)
-        column = key.group(1).rsplit(",", 1)[-1].strip() if key else None
-        return errors.DuplicateError(f"duplicate value ({detail})", field=column)
+        table = getattr(exc, "table_name", None)
+        if key and table:
+            columns = [c.strip() for c in key.group(1).split(",")]
+            return errors.DuplicateError(errors.duplicate_message(table, columns),
+                                         field=columns[-1])
+        return errors.DuplicateError(f"duplicate value ({detail})")
+    if isinstance(exc, asyncpg.NotNullViolationError):
+        column, table = getattr(exc, "column_name", None), getattr(exc, "table_name", None)
+        if column and table:  # not the failing row, which the DETAIL would show
+            return errors.ConstraintError(errors.not_null_message(table, column), field=column)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
         return errors.ConstraintError(f"constraint failed: {msg}")
     if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):

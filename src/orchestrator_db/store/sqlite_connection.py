@@ -27,6 +27,8 @@ from ..errors import (
     NotConnectedError,
     OrchestratorDBError,
     SchemaError,
+    duplicate_message,
+    not_null_message,
 )
 from ..jsoncodec import decode_json
 from ..models import format_ts
@@ -97,9 +99,16 @@ def translate_error(exc: sqlite3.Error, timeout_ms: int = DEFAULT_BUSY_TIMEOUT_M
     if isinstance(exc, sqlite3.IntegrityError):
         if "FOREIGN KEY" in msg:
             return ForeignKeyError("a referenced record does not exist")
-        if "UNIQUE" in msg:
-            column = msg.rsplit(".", 1)[-1] if "." in msg else None
-            return DuplicateError(f"duplicate value ({msg})", field=column)
+        # "UNIQUE constraint failed: agents.trace_id, agents.span_id": the message names the
+        # table and columns as PostgreSQL's does (errors.duplicate_message), the last column
+        # being the field.
+        if "UNIQUE" in msg or "NOT NULL" in msg:
+            named = [part.strip().split(".", 1) for part in msg.split(":", 1)[-1].split(",")]
+            if all(len(n) == 2 for n in named):
+                table, columns = named[0][0], [column for _, column in named]
+                if "UNIQUE" in msg:
+                    return DuplicateError(duplicate_message(table, columns), field=columns[-1])
+                return ConstraintError(not_null_message(table, columns[0]), field=columns[0])
         return ConstraintError(f"constraint failed: {msg}")
     if isinstance(exc, sqlite3.ProgrammingError) and "closed" in msg:
         return NotConnectedError("the database connection is closed; call connect() first")
