@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from orchestrator_db import DatabaseManager
+import pytest
+
+from orchestrator_db import DatabaseManager, ValidationError
 
 
 async def test_walk_every_row_once_while_inserting(db: DatabaseManager) -> None:
@@ -101,3 +104,12 @@ async def test_iter_streams_everything(db: DatabaseManager) -> None:
     since = (await db.get_system_log(later[0]) or {})["created_at"]
     tail = [r["id"] async for r in db.iter_system_logs(since=since)]
     assert tail == later
+
+
+@pytest.mark.parametrize("paging", [{"offset": 5}, {"limit": 10}, {"cursor": None}])
+async def test_iter_refuses_paging_arguments(db: DatabaseManager, paging: dict[str, Any]) -> None:
+    # offset skipped 5 rows of every 1,000-row page; limit and cursor were a bare TypeError.
+    await db.create_system_logs([{"message": "x"}])
+    with pytest.raises(ValidationError, match="iter_\\* reads every row") as caught:
+        [r async for r in db.iter_system_logs(**paging)]
+    assert caught.value.field == next(iter(paging))

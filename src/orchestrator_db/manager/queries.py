@@ -160,6 +160,13 @@ class QueryBuilder(ManagerBase):
 
     async def _iter(self, page: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
                     ) -> AsyncIterator[dict[str, Any]]:
+        # An offset was applied to every page (skipping that many rows per 1,000), and limit or
+        # cursor collided with the pages' own (a bare TypeError).
+        paging = sorted(set(kwargs) & {"limit", "cursor", "offset"})
+        if paging:
+            raise ValidationError(f"iter_* reads every row, page by page: {paging[0]} is not "
+                                  "taken here (list_* and page_* take limit, cursor and offset)",
+                                  field=paging[0])
         cursor = None
         while True:
             result: Page = await page(*args, **kwargs, limit=ITER_PAGE, cursor=cursor)
