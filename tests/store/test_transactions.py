@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator_db import DatabaseManager, DuplicateError, ForeignKeyError, ValidationError
+from orchestrator_db import (
+    DatabaseManager,
+    DuplicateError,
+    ForeignKeyError,
+    OrchestratorDBError,
+    ValidationError,
+)
 
 
 async def test_commit_and_rollback(db: DatabaseManager) -> None:
@@ -226,3 +232,29 @@ async def test_an_owner_cancelled_while_its_block_ends_still_ends_it(db: Databas
     assert await messages(db, agent) == []  # the caller saw it fail: rolled back
     await db.create_agent_log(agent, "after")  # the connection is free again
     assert await messages(db, agent) == ["after"]
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["transaction", "savepoint"])
+async def test_a_connection_lost_inside_a_block_is_our_error(pg_url: str, nested: bool) -> None:
+    # The rollback on the dead connection raised asyncpg's "cannot call Transaction.rollback():
+    # the underlying connection is closed", replacing the error the block had raised.
+    import asyncpg
+
+    async with DatabaseManager(url=pg_url) as db:
+        oa = await db.create_orchestrator_agent("o")
+        with pytest.raises(OrchestratorDBError) as caught:
+            async with db.transaction():
+                await db.create_agent(oa, "s")
+                [row] = await db.store.fetch("SELECT pg_backend_pid() AS pid")
+                killer = await asyncpg.connect(pg_url)
+                try:
+                    await killer.execute("SELECT pg_terminate_backend($1)", row["pid"])
+                finally:
+                    await killer.close()
+                if nested:
+                    async with db.transaction():
+                        await db.create_agent(oa, "t")
+                else:
+                    await db.create_agent(oa, "t")
+        assert type(caught.value).__module__.startswith("orchestrator_db")
+        assert await db.list_agents() == []  # the pool carries on without the dead connection

@@ -9,7 +9,7 @@ needs (codecs, value conversion, error translation) is in ``postgres_driver.py``
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ..config import Dialect, Target
+from ..config import Dialect, Target, postgres_connect_options
 from ..errors import NotConnectedError, OrchestratorDBError, SchemaError
 from . import postgres_bulk
 from .base import Query, Store, TxState, hold_tx, tx_level
@@ -94,6 +94,29 @@ async def _statement_savepoint(conn: asyncpg.Connection,
         return await op(conn)
 
 
+def _translated(end: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    """A transaction's commit, its driver errors turned into ours."""
+    async def run() -> None:
+        try:
+            await end()
+        except DRIVER_ERRORS as exc:
+            raise translate_error(exc) from exc
+    return run
+
+
+def _settled(rollback: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    """A transaction's rollback that cannot replace the error that ended the block.
+
+    A rollback fails when the connection is gone (the server ended the transaction with it):
+    the block's own error, already one of ours, is the one to raise, not the driver's "the
+    underlying connection is closed".
+    """
+    async def run() -> None:
+        with suppress(*DRIVER_ERRORS):
+            await rollback()
+    return run
+
+
 class PostgresStore(Store):
     """A pool of connections to one PostgreSQL database."""
 
@@ -134,13 +157,19 @@ class PostgresStore(Store):
             settings = dict(self.server_settings)
             if self.read_only:  # the server refuses every write of these connections
                 settings["default_transaction_read_only"] = "on"
+            # libpq's connect_timeout is asyncpg's timeout= (it would send it as a setting).
+            url, timeout = postgres_connect_options(self.target.url)
             self._pool = await asyncpg.create_pool(
-                self.target.url, min_size=self.min_size, max_size=self.max_size,
+                url, min_size=self.min_size, max_size=self.max_size, timeout=timeout,
                 init=init_connection, server_settings=settings or None,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            reason = str(exc)
+            if not reason and isinstance(exc, TimeoutError):  # asyncpg's timeout says nothing
+                reason = (f"no connection within {timeout} s (connect_timeout=SECONDS in the "
+                          "URL sets how long to wait)")
             raise OrchestratorDBError(
-                f"cannot connect to PostgreSQL at {self.target.display()}: {exc}"
+                f"cannot connect to PostgreSQL at {self.target.display()}: {reason}"
             ) from exc
         try:
             if self.read_only:
@@ -288,10 +317,14 @@ class PostgresStore(Store):
         outer = await hold_tx(self, write=True)
         if outer is not None:  # a savepoint, holding the enclosing level for its whole block
             try:
-                savepoint = outer.conn.transaction()  # nested: asyncpg makes a savepoint
-                await savepoint.start()
+                try:
+                    savepoint = outer.conn.transaction()  # nested: asyncpg makes a savepoint
+                    await savepoint.start()
+                except DRIVER_ERRORS as exc:
+                    raise translate_error(exc) from exc
                 level = TxState.opened(self, outer.conn, depth=outer.depth + 1)
-                async with tx_level(level, commit=savepoint.commit, rollback=savepoint.rollback):
+                async with tx_level(level, commit=_translated(savepoint.commit),
+                                    rollback=_settled(savepoint.rollback)):
                     yield
             finally:
                 outer.lock.release()
@@ -303,14 +336,8 @@ class PostgresStore(Store):
             except DRIVER_ERRORS as exc:
                 raise translate_error(exc) from exc
 
-            async def commit() -> None:
-                try:
-                    await transaction.commit()
-                except DRIVER_ERRORS as exc:
-                    raise translate_error(exc) from exc
-
-            async with tx_level(TxState.opened(self, conn), commit=commit,
-                                rollback=transaction.rollback):
+            async with tx_level(TxState.opened(self, conn), commit=_translated(transaction.commit),
+                                rollback=_settled(transaction.rollback)):
                 yield
 
     @asynccontextmanager
@@ -323,7 +350,8 @@ class PostgresStore(Store):
             except DRIVER_ERRORS as exc:
                 raise translate_error(exc) from exc
             async with tx_level(TxState.opened(self, conn, read_only=True),
-                                commit=transaction.commit, rollback=transaction.rollback):
+                                commit=_translated(transaction.commit),
+                                rollback=_settled(transaction.rollback)):
                 yield
 
     # bulk ------------------------------------------------------------------------------------
