@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import assert_never
+from typing import Any, assert_never
 
 from ..config import Dialect
 from ..errors import NotFoundError, SchemaError, SchemaNotFoundError
@@ -320,19 +320,25 @@ def applied_versions(where: str, columns: Sequence[str], versions: Iterable[obje
     return applied
 
 
+def read_migrated(migrations: Sequence[Migration], query: str) -> list[tuple[Any, ...]]:
+    """Apply SQLite ``migrations`` to an empty in-memory database; return ``query``'s rows."""
+    scratch = sqlite3.connect(":memory:")
+    try:
+        for migration in migrations:
+            for statement in split_sql_script(migration.sql):
+                scratch.execute(statement)
+        return scratch.execute(query).fetchall()
+    finally:
+        scratch.close()
+
+
 @cache
 def schema_columns() -> dict[str, frozenset[str]]:
     """Each table our migrations make, with its final columns (the same names on both engines)."""
-    scratch = sqlite3.connect(":memory:")
-    try:
-        for migration in load_migrations(Dialect.SQLITE):
-            for statement in split_sql_script(migration.sql):
-                scratch.execute(statement)
-        rows = scratch.execute(
-            "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p "
-            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'").fetchall()
-    finally:
-        scratch.close()
+    rows = read_migrated(
+        load_migrations(Dialect.SQLITE),
+        "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p "
+        "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'")
     tables: dict[str, set[str]] = {}
     for table, column in rows:
         tables.setdefault(table, set()).add(column)

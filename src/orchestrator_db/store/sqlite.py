@@ -38,7 +38,7 @@ from . import sqlite_batch, sqlite_bulk
 from .base import Query, Store, TxState, current_tx, hold_tx, tx_level
 from .changes import ChangeReader
 from .digest import RowDigest
-from .migrations import load_migrations, split_sql_script
+from .migrations import load_migrations, read_migrated
 from .sqlite_backup import backup_file, restore_file
 from .sqlite_batch import insert_rows
 from .sqlite_changes import RECORDED_MIN_ROWS, SQLiteChangeReader, insert_recorded
@@ -407,16 +407,9 @@ def render_sqlite_schema() -> str:
     # The migrations are applied to an empty in-memory database and its final schema written
     # out: ALTER TABLE ... ADD COLUMN (migration 0004) cannot be repeated, CREATE ... IF NOT
     # EXISTS can, so the script stays safe to run twice.
-    scratch = sqlite3.connect(":memory:")
-    try:
-        for migration in migrations:
-            for statement in split_sql_script(migration.sql):
-                scratch.execute(statement)
-        objects = scratch.execute(
-            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY rowid").fetchall()
-    finally:
-        scratch.close()
+    objects = read_migrated(
+        migrations, "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE "
+        "'sqlite_%' ORDER BY rowid")
     for (sql,) in objects:
         parts.append(_IF_NOT_EXISTS.sub(r"\1 IF NOT EXISTS ", sql.strip()) + ";")
         parts.append("")
