@@ -28,6 +28,17 @@ async def run_sql(db: DatabaseManager, sqlite_sql: str, pg_sql: str) -> None:
         await conn_pg.close()
 
 
+def sqlite_execute(path: Path, *statements: str) -> None:
+    """Run ``statements`` on a SQLite file from a connection of its own, and commit."""
+    conn = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def sqlite_at_old_schema(path: Path, migrations: int) -> None:
     """Create the SQLite database a release with only the first ``migrations`` migrations made."""
     conn = sqlite3.connect(path)

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from cli_helpers import invoke, run
 
-from dbhelpers import run_sql
+from dbhelpers import run_sql, sqlite_execute
 from orchestrator_db import DatabaseManager
 from orchestrator_db.config import Dialect
 from orchestrator_db.store.migrations import load_migrations
@@ -34,16 +34,6 @@ def one_error_line(result, *expected: str) -> None:  # type: ignore[no-untyped-d
         assert text in lines[0], lines[0]
 
 
-def _sqlite(path: Path, *statements: str) -> None:
-    conn = sqlite3.connect(path)
-    try:
-        for statement in statements:
-            conn.execute(statement)
-        conn.commit()
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("command", READ_ONLY, ids=lambda c: c[0])
 @pytest.mark.parametrize("kind", ["another app's", "empty"])
 def test_read_only_commands_leave_a_file_without_our_schema_as_it_was(
@@ -52,7 +42,7 @@ def test_read_only_commands_leave_a_file_without_our_schema_as_it_was(
     if kind == "empty":
         path.touch()
     else:
-        _sqlite(path, "CREATE TABLE users (id integer)", "INSERT INTO users VALUES (1)")
+        sqlite_execute(path, "CREATE TABLE users (id integer)", "INSERT INTO users VALUES (1)")
     before = path.read_bytes()
     one_error_line(invoke(*command, "--db", str(path)), f"no orchestrator-db schema at {path}",
                    "orchestrator-db upgrade")
@@ -62,7 +52,7 @@ def test_read_only_commands_leave_a_file_without_our_schema_as_it_was(
 
 def test_a_schema_migrations_table_of_another_program_is_one_error_line(tmp_path: Path) -> None:
     path = tmp_path / "f.db"
-    _sqlite(path, "CREATE TABLE schema_migrations (version text, name text)",
+    sqlite_execute(path, "CREATE TABLE schema_migrations (version text, name text)",
             "INSERT INTO schema_migrations VALUES ('abc', 'x')")
     before = path.read_bytes()
     for command in [*READ_ONLY, ["upgrade"], ["backup", str(tmp_path / "b.db")]]:
@@ -77,7 +67,7 @@ def test_a_schema_migrations_table_of_another_program_is_one_error_line(tmp_path
 
 def test_upgrade_of_a_clashing_table_does_not_advise_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "f.db"
-    _sqlite(path, "CREATE TABLE agents (id text PRIMARY KEY, foo text)")
+    sqlite_execute(path, "CREATE TABLE agents (id text PRIMARY KEY, foo text)")
     result = invoke("upgrade", "--db", str(path))
     one_error_line(result, "not an orchestrator-db database", "agents (id, foo)",
                    "no such column: session_id")

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from dbhelpers import sqlite_execute
 from orchestrator_db import DatabaseManager
 from orchestrator_db.errors import NotFoundError, SchemaError
 
@@ -28,13 +29,7 @@ async def _foreign(url: str, *statements: str) -> None:
     path = _sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path)
-        try:
-            for statement in statements:
-                conn.execute(statement)
-            conn.commit()
-        finally:
-            conn.close()
+        sqlite_execute(path, *statements)
         return
     conn_pg = await asyncpg.connect(url)
     try:
