@@ -403,8 +403,8 @@ def prune(
         "before it are deleted.")],
     url: UrlOption = None, db: DbOption = None,
     tables: Annotated[list[str] | None, typer.Option(
-        "--table", "-t", help="Prune only this table (repeatable): agent_logs, system_logs or "
-        "prompts (default: all three).")] = None,
+        "--table", "-t", help="Prune only this table (repeatable): agent_logs, system_logs, "
+        "prompts or changes, the change feed's log (default: all four).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Count what would be deleted; delete nothing.")] = False,
     as_json: JsonOption = False,
