@@ -6,6 +6,7 @@ script), and tails logs written by another process without a reload.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,8 @@ def test_dashboard(db_url: str, servers: Callable[..., Server], browser: object,
         assert prompts.locator("b, i, script").count() == 0
         assert page.locator("script").count() == 1  # only the dashboard's own module
         expect(page.locator("#agents")).to_contain_text("writer")
+        # One clock on the page: the agents table said "03:58:31 PM" beside the log's 15:58:31.
+        assert not re.search(r"\b[AP]M\b", page.locator("main").inner_text())
         expect(page.locator("#log-tail")).to_contain_text("warming up 2", timeout=TIMEOUT_MS)
         expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
 

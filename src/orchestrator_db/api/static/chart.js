@@ -125,7 +125,8 @@ export function cumulativeCostChart(prompts, { width = 760, height = 260 } = {})
   svg.append(s("path", { d, class: "line" }));
   for (const p of points) {
     const dot = s("circle", { cx: x(p.t), cy: y(p.v), r: 3, class: "dot" });
-    dot.append(s("title", {}, `${new Date(p.t).toLocaleTimeString()}: ${fmtCost(p.v)}`));
+    dot.append(s("title", {},
+      `${new Date(p.t).toLocaleTimeString(undefined, { hour12: false })}: ${fmtCost(p.v)}`));
     svg.append(dot);
   }
   const fmt = (t) => new Date(t).toLocaleTimeString(undefined, { hour12: false });

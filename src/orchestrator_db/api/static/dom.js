@@ -72,6 +72,7 @@ export function fmtTime(iso) {
   const d = new Date(iso);
   return d.toLocaleString(undefined, {
     month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hour12: false,  // one clock everywhere: the timeline and the log use 24 hours
   });
 }
 
