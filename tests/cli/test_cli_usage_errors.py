@@ -29,6 +29,19 @@ def test_usage_error_is_one_line_and_exit_1(args: list[str], expected: str) -> N
     assert result.stdout == ""
 
 
+def test_debug_after_the_command_says_where_it_goes() -> None:
+    result = invoke("stats", "--db", "nope.db", "--debug")
+    assert result.exit_code == 1
+    assert "--debug goes before the command: `orchestrator-db --debug COMMAND ...`" in \
+        result.stderr
+
+
+def test_h_is_help_too() -> None:
+    result = invoke("stats", "-h")
+    assert result.exit_code == 0 and "Row counts, size, engine and schema version." in \
+        result.stdout
+
+
 def test_in_process_too() -> None:
     result = invoke("serve", "--port", "eighty")
     assert result.exit_code == 1

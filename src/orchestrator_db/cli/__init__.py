@@ -53,7 +53,10 @@ class OneLineErrors(TyperGroup):
             sys.exit(0)
         except click_errors.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "orchestrator-db"
-            _error_line(f"{exc.format_message()} (see `{where} --help`)")
+            hint = f"see `{where} --help`"
+            if isinstance(exc, click_errors.NoSuchOption) and exc.option_name == "--debug":
+                hint = "--debug goes before the command: `orchestrator-db --debug COMMAND ...`"
+            _error_line(f"{exc.format_message()} ({hint})")
             sys.exit(1)
         except click_errors.ClickException as exc:
             _error_line(exc.format_message())
@@ -74,6 +77,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     cls=OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 console = Console()
 err_console = Console(stderr=True)
