@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ..config import postgres_connect_options
 from ..tables import CHANGES_TABLE
 from .changes import ChangeReader
 
@@ -61,7 +62,8 @@ class PostgresChangeReader(ChangeReader):
                 await conn.close()
 
     async def _connect(self) -> None:
-        conn = await asyncpg.connect(self.url)
+        url, timeout = postgres_connect_options(self.url)  # asyncpg takes no connect_timeout
+        conn = await asyncpg.connect(url, timeout=timeout)
         try:
             self._head = int(await conn.fetchval(HEAD_SQL))
         except BaseException:
