@@ -7,6 +7,7 @@ manager's loop), so this module never needs to know the sync facade.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import traceback
 import uuid
@@ -114,8 +115,10 @@ class AgentRun:
     Entering creates (or reuses by name) the orchestrator agent and creates the agent as
     ``executing`` with ``started_at``; leaving marks it ``completed``, or ``failed`` with the
     exception logged as an ERROR agent log (``cancelled`` for cancellation and interrupts), and
-    re-raises. While inside, ``current_agent_id`` names the agent, so ``OrchestratorDBHandler``
-    files stdlib log records of this code under it.
+    re-raises. Cancelled while entering, after its agent was created, it is marked
+    ``cancelled`` too (and the cancel goes on); cancelled while leaving, it is still ended
+    (``completed`` if its block had completed). While inside, ``current_agent_id`` names the
+    agent, so ``OrchestratorDBHandler`` files stdlib log records of this code under it.
     """
 
     def __init__(self, db: CoreManager, orchestrator_agent: str, session_id: str | None,
@@ -159,11 +162,24 @@ class AgentRun:
         if parent is not None and parent._db is self._db and parent._agent_id is not None:
             self.parent_agent_id = parent._agent_id
         self.orchestrator_agent_id = await self._orchestrator_agent_id()
-        self._agent_id = await self._db.create_agent(
+        # A cancel landing inside the insert may come after the server committed the row (on
+        # PostgreSQL): the row would stay `executing` with no __aexit__ to end it. So the insert
+        # runs to its end whatever happens, and a cancel is then honoured: the run is recorded
+        # `cancelled` (as a cancel in the block would be) and the cancel goes on.
+        create = asyncio.ensure_future(self._db.create_agent(
             self.orchestrator_agent_id, self.session_id, status="executing", name=self.name,
             model=self.model, metadata=self.metadata, started_at=utc_now(),
             parent_agent_id=self.parent_agent_id,
-        )
+        ))
+        try:
+            self._agent_id = await asyncio.shield(create)
+        except asyncio.CancelledError as cancel:
+            try:
+                self._agent_id = await _through_cancels(create)
+            except Exception:  # noqa: BLE001 - no row was created: nothing to end
+                raise cancel from None
+            await _through_cancels(asyncio.ensure_future(self._finish(cancel)))
+            raise
         return self._agent_id
 
     async def _finish(self, exc: BaseException | None) -> None:
@@ -199,7 +215,9 @@ class AgentRun:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         self._context.leave()
-        await self._finish(exc)
+        # Ended whatever happens (a second cancel must not leave it `executing`); a cancel
+        # arriving meanwhile is raised once it is recorded.
+        await _through_cancels(asyncio.ensure_future(self._finish(exc)), reraise=True)
 
     async def log(self, message: str, level: str = "INFO", *, log_type: str = "event",
                   details: Any = None) -> str:
@@ -285,6 +303,25 @@ class SyncAgentRun:
     def prompt(self, content: str, *, model: str | None = None) -> SyncPromptHandle:
         """Record a prompt sent by this run."""
         return SyncPromptHandle(self._run, self._run(self._async_run.prompt(content, model=model)))
+
+
+async def _through_cancels(task: asyncio.Future[T], *, reraise: bool = False) -> T:
+    """Wait for ``task`` to end, cancels of the caller notwithstanding; return its result.
+
+    With ``reraise``, a cancel received meanwhile is raised once the task has ended.
+    """
+    received: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.cancelled():  # the task itself was cancelled (the loop is shutting down)
+                raise
+            received = exc
+    result = task.result()
+    if reraise and received is not None:
+        raise received
+    return result
 
 
 # one-line helpers --------------------------------------------------------------------------------
