@@ -55,7 +55,7 @@ def translate_error(exc: Exception) -> errors.OrchestratorDBError:
         )
     if isinstance(exc, asyncpg.DataError):
         return errors.ValidationError(f"invalid value: {msg}")
-    if isinstance(exc, asyncpg.InterfaceError) and "closed" in msg:
+    if isinstance(exc, asyncpg.InterfaceError) and ("closed" in msg or "closing" in msg):
         return errors.NotConnectedError("the database pool is closed; call connect() first")
     return errors.OrchestratorDBError(f"PostgreSQL error: {msg}")
 

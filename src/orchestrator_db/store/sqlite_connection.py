@@ -353,7 +353,7 @@ class SQLiteConnection:
                 # On the store's thread, not the event loop: PRAGMA optimize may run ANALYZE
                 # and closing checkpoints the WAL, each milliseconds on a large database.
                 if executor is not None:
-                    await asyncio.get_running_loop().run_in_executor(executor, _close, conn)
+                    await close_on(executor, _close, conn)
                 else:
                     _close(conn)
         if executor is not None:
@@ -436,6 +436,23 @@ async def run_on(executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any)
         raise
 
 
+async def close_on(executor: ThreadPoolExecutor, close: Callable[..., None], *args: Any
+                   ) -> None:
+    """Run ``close`` on ``executor``, or here when the executor no longer takes work.
+
+    At interpreter exit ``concurrent.futures`` stops every executor's threads before the
+    ``atexit`` hooks run (``logging.shutdown`` closing an ``OrchestratorDBHandler`` is one), and
+    they refuse new work ("cannot schedule new futures after shutdown"): the connection must
+    still be closed, so that SQLite checkpoints its WAL.
+    """
+    try:
+        future = asyncio.get_running_loop().run_in_executor(executor, close, *args)
+    except RuntimeError:
+        close(*args)
+        return
+    await future
+
+
 def _close(conn: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         # Let SQLite keep its query planner statistics fresh (cheap, bounded).
@@ -444,5 +461,5 @@ def _close(conn: sqlite3.Connection) -> None:
 
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_MS", "MIGRATIONS_TABLE_SQL", "SQLiteConnection",
-           "apply_migrations", "is_busy", "recorded_versions", "rows_of", "run_on",
+           "apply_migrations", "close_on", "is_busy", "recorded_versions", "rows_of", "run_on",
            "setup_connection", "translate_error"]

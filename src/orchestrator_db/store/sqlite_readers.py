@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import NotConnectedError
-from .sqlite_connection import run_on, setup_connection, translate_error
+from .sqlite_connection import close_on, run_on, setup_connection, translate_error
 
 T = TypeVar("T")
 
@@ -115,7 +115,7 @@ class SQLiteReaders:
         conns = [inline, *held]
         if executor is not None:
             # Closing reads the WAL index; on the pool's threads, not the loop.
-            await asyncio.get_running_loop().run_in_executor(executor, _close_all, conns)
+            await close_on(executor, _close_all, conns)  # or here, once it stopped taking work
             executor.shutdown(wait=False)
         else:  # pragma: no cover - the executor lives as long as the readers
             _close_all(conns)

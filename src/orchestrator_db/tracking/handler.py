@@ -292,7 +292,7 @@ class OrchestratorDBHandler(logging.Handler):
                     self._done += len(batch)
                     self._cond.notify_all()
             if self.dropped and db is not None:
-                with _quiet():
+                with _quiet("could not record dropped log records"):
                     loop.run_until_complete(db.create_system_log(
                         f"OrchestratorDBHandler dropped {self.dropped} log record(s): its "
                         f"queue ({self.queue_size} records) was full",
@@ -302,7 +302,7 @@ class OrchestratorDBHandler(logging.Handler):
         finally:
             try:
                 if db is not None:
-                    with _quiet():
+                    with _quiet("could not close its database connection cleanly"):
                         loop.run_until_complete(db.close())
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
@@ -478,8 +478,9 @@ os.register_at_fork(after_in_child=_forget_parent_records)
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def _quiet(what: str) -> Iterator[None]:
+    """Say on stderr that the writer ``what`` (why, too) and go on: closing must not break."""
     try:
         yield
-    except Exception as exc:  # the report of drops must not break closing
-        sys.stderr.write(f"orchestrator-db: could not record dropped log records: {exc}\n")
+    except Exception as exc:  # noqa: BLE001 - said on stderr, once: the writer is ending
+        sys.stderr.write(f"orchestrator-db: OrchestratorDBHandler {what}: {exc!r}\n")
