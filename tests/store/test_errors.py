@@ -372,6 +372,16 @@ async def test_insert_records_names_an_unknown_table(db: DatabaseManager) -> Non
     assert e.value.field == "table"
 
 
+async def test_insert_records_refuses_a_time_given_as_text_with_our_error(
+        db: DatabaseManager) -> None:
+    # SQLite raised a bare AttributeError ('str' object has no attribute 'tzinfo').
+    with pytest.raises(ValidationError):
+        await db.insert_records("system_logs", [{
+            "id": MISSING, "log_level": "INFO", "message": "m", "source": None,
+            "details": None, "created_at": "2026-01-01T00:00:00+00:00"}])
+    assert await db.list_system_logs() == []
+
+
 async def test_an_agent_cannot_become_its_own_ancestor(db: DatabaseManager) -> None:
     oa = await db.create_orchestrator_agent("o")
     lead = await db.create_agent(oa, "s")

@@ -200,7 +200,13 @@ class LogOperations(QueryBuilder):
         if not rows:
             return
         columns = COLUMNS[table]
-        await self.store.insert_many(table, columns, [self._params(table, v) for v in rows])
+        try:
+            params = [self._params(table, v) for v in rows]
+        except (AttributeError, TypeError, ValueError) as exc:  # a time given as text, say
+            raise ValidationError(f"insert_records takes rows as the package's own bulk paths "
+                                  f"validate them (datetimes, JSON values): {exc}; import_rows "
+                                  "checks and converts rows from outside") from exc
+        await self.store.insert_many(table, columns, params)
 
     async def missing_agents(self, agent_ids: Iterable[str]) -> list[str]:
         """Return the ids among ``agent_ids`` that name no agent, sorted."""
