@@ -76,6 +76,43 @@ async def test_a_failed_write_inside_takes_back_only_itself(db: DatabaseManager)
     assert [a["id"] for a in await db.list_agents()] == [agent]
 
 
+async def test_failed_writes_and_savepoints_interleaved_keep_exactly_the_rest(
+        db: DatabaseManager) -> None:
+    # On PostgreSQL a write's savepoint stays open until the level's next write releases it
+    # (one round trip fewer): failures, nested blocks that commit or roll back, and tasks
+    # writing into the block, in any order, still take back exactly what failed.
+    oa = await db.create_orchestrator_agent("o")
+    agent = await db.create_agent(oa, "s")
+
+    async def fails() -> None:
+        with pytest.raises(ForeignKeyError):
+            await db.create_agent_log(MISSING, "never")
+
+    async with db.transaction():
+        await fails()  # the level's first write fails
+        await db.create_agent_log(agent, "a")
+        await fails()
+        await fails()
+        await db.create_agent_log(agent, "b")
+        async with db.transaction():  # nested, committed
+            await fails()
+            await db.create_agent_log(agent, "c")
+            await fails()
+        await db.create_agent_log(agent, "d")
+        with pytest.raises(RuntimeError):
+            async with db.transaction():  # nested, rolled back
+                await db.create_agent_log(agent, "rolled back")
+                raise RuntimeError
+        await fails()
+        async with db.transaction():
+            async with db.transaction():
+                await db.create_agent_log(agent, "e")
+            await fails()
+        await asyncio.gather(*(db.create_agent_log(agent, f"g{i}") for i in range(3)), fails())
+        await db.create_agent_log(agent, "h")
+    assert sorted(await messages(db, agent)) == ["a", "b", "c", "d", "e", "g0", "g1", "g2", "h"]
+
+
 async def test_reads_inside_see_own_writes(db: DatabaseManager) -> None:
     async with db.transaction():
         oa = await db.create_orchestrator_agent("a")

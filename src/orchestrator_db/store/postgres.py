@@ -45,6 +45,7 @@ from .postgres_driver import (
     translate_error,
 )
 from .postgres_group import PostgresGroupCommit
+from .postgres_savepoint import in_savepoint
 
 T = TypeVar("T")
 
@@ -79,19 +80,6 @@ class _CopyData:
     """Rows already in binary COPY format (``encode_many``)."""
 
     data: bytes
-
-
-async def _statement_savepoint(conn: asyncpg.Connection,
-                               op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run a write inside the caller's transaction in a savepoint of its own.
-
-    A statement that fails (a missing parent, a duplicate name) then takes back only what it
-    did, as on SQLite, and the transaction goes on: the caller can catch the error and carry on
-    (get-or-create), and the error can be explained by a lookup. Without it PostgreSQL aborts
-    the whole transaction: every later statement, and the commit, fails.
-    """
-    async with conn.transaction():  # nested: asyncpg makes a savepoint
-        return await op(conn)
 
 
 def _translated(end: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
@@ -272,7 +260,7 @@ class PostgresStore(Store):
 
         On a pool connection, ``atomic`` wraps it in a transaction (a single statement is one).
         A ``write`` never joins a read snapshot (``hold_tx``); in the caller's transaction it
-        runs in a savepoint of its own (``_statement_savepoint``) unless ``savepoint`` is False.
+        runs in a savepoint of its own (``postgres_savepoint``) unless ``savepoint`` is False.
         """
         try:
             tx = await hold_tx(self, write=write)
@@ -280,7 +268,7 @@ class PostgresStore(Store):
                 try:
                     if not (write and savepoint):
                         return await op(tx.conn)
-                    return await _statement_savepoint(tx.conn, op)
+                    return await in_savepoint(tx, op)
                 finally:
                     tx.lock.release()
             async with self._pool_or_raise().acquire() as conn:
@@ -303,7 +291,7 @@ class PostgresStore(Store):
                 return await self._groups.execute(sql, params)
             return await self._groups.execute_alone(sql, params)
         try:
-            return rowcount(await _statement_savepoint(tx.conn, lambda c: c.execute(sql, *params)))
+            return rowcount(await in_savepoint(tx, lambda c: c.execute(sql, *params)))
         except DRIVER_ERRORS as exc:
             raise translate_error(exc) from exc
         finally:
