@@ -314,8 +314,14 @@ async def test_prune_changes(db: DatabaseManager) -> None:
         newest = await feed.current_position()
         assert newest == 12
         async with aclosing(feed.subscribe(after=0)) as events:
-            remaining = await take(events, 5)
+            # Resuming from before the pruned part is told so (it was a silent skip), then
+            # gets what is left.
+            notice, *remaining = await take(events, 6)
+        assert (notice.op, notice.position) == ("reset", 7)
+        assert "the change log now starts at position 8" in notice.row["message"]  # type: ignore[index]
         assert [e.position for e in remaining] == [8, 9, 10, 11, 12]
+        async with aclosing(feed.subscribe(after=7)) as events:  # just before: nothing lost
+            assert (await next_event(events)).position == 8
         # The newest change is always kept, so positions are never handed out twice.
         assert await prune_changes(db, older_than=timedelta(0)) == 4
         log = await db.create_agent_log(agent, "after prune")

@@ -2,7 +2,8 @@
 
 Query parameters: ``session_id``, ``agent_id``, ``min_level`` (log rows below it are skipped) and
 ``after`` (a position: the events after it are replayed from the database first, then live ones
-follow, so a client that reconnects with its last position misses nothing).
+follow, so a client that reconnects with its last position misses nothing; when retention
+pruned the change log past that position, a ``reset`` notice says so first).
 
 Each message is one ``ChangeEvent.to_dict()``; with ``batch=1`` each message is instead a JSON
 array of one or more of them, in position order: every event ready when the server sends (a

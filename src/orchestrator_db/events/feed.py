@@ -385,6 +385,9 @@ class ChangeFeed:
                 seam = self._position
                 sub.reset()
                 self._subs.add(sub)
+                if last < seam and (notice := await self._pruned_since(last)) is not None:
+                    last = notice.position
+                    yield [notice]
                 while last < seam and not sub.closed:
                     events = await self._replay(last, seam, max_batch)
                     if not events:
@@ -420,6 +423,17 @@ class ChangeFeed:
                         break  # closed
         finally:
             self._subs.discard(sub)
+
+    async def _pruned_since(self, after: int) -> ChangeEvent | None:
+        """A RESET notice when changes after ``after`` are no longer in the change log (pruned
+        by retention or ``prune_changes``), else None: a replay would skip them unsaid."""
+        oldest = await self._running_reader().min_position()
+        if oldest is None or after >= oldest - 1:
+            return None
+        return ChangeEvent.notice(
+            RESET, oldest - 1, f"the change log now starts at position {oldest}: changes after "
+            f"{after} and before it were pruned (or never committed), so some may be missing "
+            "here: reload, then follow from here")
 
     async def _replay(self, after: int, upto: int, limit: int = BATCH) -> list[ChangeEvent]:
         reader = self._running_reader()

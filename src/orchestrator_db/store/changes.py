@@ -90,6 +90,11 @@ class ChangeReader(abc.ABC):
         rows = await self.fetch(f"SELECT coalesce(max(position), 0) AS n FROM {CHANGES_TABLE}")
         return int(rows[0]["n"])
 
+    async def min_position(self) -> int | None:
+        """Return the oldest position still in the change log (None when it is empty)."""
+        rows = await self.fetch(f"SELECT min(position) AS n FROM {CHANGES_TABLE}")
+        return None if rows[0]["n"] is None else int(rows[0]["n"])
+
     async def changes(self, after: int, upto: int | None = None, limit: int = BATCH
                       ) -> list[dict[str, Any]]:
         """Return up to ``limit`` change rows with ``after < position <= upto``, oldest first."""
