@@ -17,6 +17,7 @@ from .errors import (
     ReferencedError,
     SchemaError,
     SchemaNotFoundError,
+    UnavailableError,
     ValidationError,
 )
 from .maintenance import apply_retention_policy
@@ -41,6 +42,7 @@ __all__ = [
     "SchemaError",
     "SchemaNotFoundError",
     "SyncDatabaseManager",
+    "UnavailableError",
     "ValidationError",
     "__version__",
     "apply_retention_policy",

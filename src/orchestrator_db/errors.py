@@ -9,7 +9,8 @@
     │   └── ReferencedError
     ├── SchemaError
     │   └── SchemaNotFoundError   (also a FileNotFoundError)
-    └── NotConnectedError
+    ├── NotConnectedError
+    └── UnavailableError
 
 The driver's exception, when there is one, is chained as ``__cause__``.
 """
@@ -69,6 +70,11 @@ class NotConnectedError(OrchestratorDBError):
     """The manager is used before ``connect()`` or after ``close()``."""
 
 
+class UnavailableError(OrchestratorDBError):
+    """The database cannot serve the call now: the connection was lost or refused, the disk
+    is full, or another process held the lock too long. Retrying later may succeed."""
+
+
 __all__ = [
     "ConstraintError",
     "DuplicateError",
@@ -79,6 +85,7 @@ __all__ = [
     "ReferencedError",
     "SchemaError",
     "SchemaNotFoundError",
+    "UnavailableError",
     "ValidationError",
 ]
 

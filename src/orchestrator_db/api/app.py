@@ -108,16 +108,31 @@ def resolve_token(host: str, token: str | None) -> str | None:
     return token
 
 
-async def _retention_loop(db: DatabaseManager, interval: float) -> None:
-    """Apply ORCHESTRATOR_RETENTION_DAYS now and then every ``interval`` seconds."""
-    while True:
-        try:
-            counts = await apply_retention_policy(db)
-            if any(counts.values()):
-                logger.info("retention: pruned %s", counts)
-        except OrchestratorDBError as exc:  # a bad setting or a busy database: say so, go on
-            logger.warning("retention policy not applied: %s", exc)
-        await asyncio.sleep(interval)
+class _Retention:
+    """Applies ORCHESTRATOR_RETENTION_DAYS now and then every ``interval`` seconds, counting
+    what failed (/healthz reports it) and going on whatever the failure."""
+
+    def __init__(self) -> None:
+        self.runs = self.failures = 0
+        self.last_error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {"runs": self.runs, "failures": self.failures, "last_error": self.last_error}
+
+    async def loop(self, db: DatabaseManager, interval: float) -> None:
+        while True:
+            self.runs += 1
+            try:
+                counts = await apply_retention_policy(db)
+                if any(counts.values()):
+                    logger.info("retention: pruned %s", counts)
+            except OrchestratorDBError as exc:  # a bad setting or a busy database: say so
+                self.failures, self.last_error = self.failures + 1, str(exc)
+                logger.warning("retention policy not applied: %s", exc)
+            except Exception as exc:  # a bug: the next run is tried all the same
+                self.failures, self.last_error = self.failures + 1, repr(exc)
+                logger.exception("retention policy failed")
+            await asyncio.sleep(interval)
 
 
 def create_app(
@@ -177,8 +192,10 @@ def create_app(
             app.state.otlp = receiver
             app.state.db = db
             app.state.feed = feed
+            app.state.retention_status = None
             if retention_days() is not None:
-                retention = asyncio.create_task(_retention_loop(db, retention_interval))
+                app.state.retention_status = policy = _Retention()
+                retention = asyncio.create_task(policy.loop(db, retention_interval))
             app.state.retention = retention
             yield
         finally:
@@ -220,11 +237,19 @@ def create_app(
         db: DatabaseManager = request.app.state.db
         feed: ChangeFeed = request.app.state.feed
         status = feed.status()
-        if not status["healthy"]:
+        version, error = None, None
+        try:
+            version = await db.schema_version()
+        except OrchestratorDBError as exc:  # the database does not answer: say so, as a 503
+            error = str(exc)
+        healthy = status["healthy"] and error is None
+        if not healthy:
             response.status_code = 503
-        return {"status": "ok" if status["healthy"] else "degraded", "engine": db.dialect.value,
-                "schema_version": await db.schema_version(), "feed": status,
-                "otlp": request.app.state.otlp.status()}
+        retention = request.app.state.retention_status
+        return {"status": "ok" if healthy else "degraded", "engine": db.dialect.value,
+                "schema_version": version, "database_error": error, "feed": status,
+                "otlp": request.app.state.otlp.status(),
+                "retention": retention.status() if retention is not None else None}
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:

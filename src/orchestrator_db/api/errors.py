@@ -10,6 +10,7 @@ hierarchy, so a new subclass inherits its parent's code:
                                         conflict with the database's current state, not a
                                         malformed payload)
     NotConnectedError             503
+    UnavailableError              503 (with Retry-After)
     any other OrchestratorDBError 500
 
 FastAPI's own request validation becomes 422 for a body that does not match its schema (an
@@ -34,6 +35,7 @@ from ..errors import (
     NotConnectedError,
     NotFoundError,
     OrchestratorDBError,
+    UnavailableError,
     ValidationError,
 )
 
@@ -44,6 +46,7 @@ STATUS_BY_ERROR: dict[type[OrchestratorDBError], int] = {
     NotFoundError: 404,
     ConstraintError: 409,
     NotConnectedError: 503,
+    UnavailableError: 503,
     OrchestratorDBError: 500,
 }
 
@@ -79,7 +82,8 @@ async def handle_library_error(request: Request, exc: Exception) -> JSONResponse
     if status >= 500:
         logger.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path,
                      exc, exc_info=exc)
-    return error_response(status, type(exc).__name__, exc.message, exc.field)
+    headers = {"Retry-After": "5"} if isinstance(exc, UnavailableError) else None
+    return error_response(status, type(exc).__name__, exc.message, exc.field, headers=headers)
 
 
 def _loc_field(loc: tuple[Any, ...]) -> str | None:

@@ -134,15 +134,25 @@ class OtlpHealth(BaseModel):
     last_error: str | None
 
 
+class RetentionHealth(BaseModel):
+    """The hourly retention (ORCHESTRATOR_RETENTION_DAYS), when the service runs it."""
+
+    runs: int
+    failures: int = Field(description="Runs that failed; the next one is tried all the same.")
+    last_error: str | None
+
+
 class Health(BaseModel):
-    """The service is up and its database answers ("ok"), or its live events are failing
-    ("degraded", answered with 503)."""
+    """The service is up and its database answers ("ok"), or the database or its live events
+    are failing ("degraded", answered with 503)."""
 
     status: str
     engine: str
-    schema_version: int
+    schema_version: int | None = Field(description="None while the database does not answer.")
+    database_error: str | None = None
     feed: FeedHealth
     otlp: OtlpHealth | None = None
+    retention: RetentionHealth | None = None
 
 
 class Position(BaseModel):

@@ -18,7 +18,13 @@ from ..jsoncodec import decode_json, dumps_json
 from ..models import format_ts
 
 _UNIQUE_KEY = re.compile(r"Key \(([^)]*)\)=")
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# OSError: a connection the pool opens (or reopens) that the server refuses or drops.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                 OSError)
+# The server cannot serve now, but may later: connection exceptions (08), insufficient
+# resources such as a full disk or too many connections (53), an operator's or a crash's
+# shutdown (57P), a database not accepting connections (55000 on connect).
+_UNAVAILABLE_STATES = ("08", "53", "57P")
 # The errors of a migration statement that mean a table of ours is there with other columns or
 # types (or is not a table): another program's database, never something `upgrade` would fix.
 CLASH_ERRORS = (asyncpg.UndefinedColumnError, asyncpg.UndefinedTableError,
@@ -30,6 +36,11 @@ CLASH_ERRORS = (asyncpg.UndefinedColumnError, asyncpg.UndefinedTableError,
 def translate_error(exc: Exception) -> errors.OrchestratorDBError:
     """Turn an asyncpg error into the orchestrator-db error it means."""
     msg = str(exc)
+    if isinstance(exc, OSError):
+        return errors.UnavailableError(f"cannot reach PostgreSQL: {exc}")
+    state = getattr(exc, "sqlstate", None) or ""
+    if state.startswith(_UNAVAILABLE_STATES) or "not currently accepting connections" in msg:
+        return errors.UnavailableError(f"PostgreSQL cannot serve this now: {msg}")
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return errors.ForeignKeyError("a referenced record does not exist")
     if isinstance(exc, asyncpg.UniqueViolationError):
@@ -56,7 +67,12 @@ def translate_error(exc: Exception) -> errors.OrchestratorDBError:
     if isinstance(exc, asyncpg.DataError):
         return errors.ValidationError(f"invalid value: {msg}")
     if isinstance(exc, asyncpg.InterfaceError) and ("closed" in msg or "closing" in msg):
-        return errors.NotConnectedError("the database pool is closed; call connect() first")
+        return errors.NotConnectedError(f"the connection to the database is closed ({msg}): "
+                                        "the manager was closed, or the server dropped it")
+    if isinstance(exc, asyncpg.InternalClientError | asyncpg.InterfaceError) and (
+            "another operation is in progress" in msg or "cannot switch to state" in msg):
+        # A pool connection the server dropped, found when it is used (it is replaced).
+        return errors.UnavailableError(f"the connection to PostgreSQL was lost: {msg}")
     return errors.OrchestratorDBError(f"PostgreSQL error: {msg}")
 
 

@@ -27,6 +27,7 @@ from ..errors import (
     NotConnectedError,
     OrchestratorDBError,
     SchemaError,
+    UnavailableError,
     duplicate_message,
     not_null_message,
 )
@@ -118,9 +119,12 @@ def translate_error(exc: sqlite3.Error, timeout_ms: int = DEFAULT_BUSY_TIMEOUT_M
                 f"the database schema is missing or outdated ({msg}); run `orchestrator-db upgrade`"
             )
         if is_busy(exc):
-            return OrchestratorDBError(
+            return UnavailableError(
                 f"the database stayed locked by another process for {timeout_ms / 1000:g} s"
             )
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+            return UnavailableError(f"SQLite cannot write or read the file now ({msg})")
     if isinstance(exc, sqlite3.DatabaseError) and (
         "not a database" in msg or "malformed" in msg
     ):
