@@ -415,3 +415,29 @@ async def test_capabilities_hold_at_most_a_thousand_names(db: DatabaseManager) -
     with pytest.raises(ValidationError, match="at most 1000 items") as e:
         await db.update_orchestrator_agent(oa, capabilities=["c"] * 1001)
     assert e.value.field == "capabilities"
+
+
+async def test_writes_stop_when_the_sqlite_file_is_removed_or_replaced(tmp_path: Path) -> None:
+    # SQLite went on writing to the open, unlinked file: writes were acknowledged, then lost.
+    from orchestrator_db import UnavailableError
+
+    path = tmp_path / "gone.db"
+    async with DatabaseManager(path) as db:
+        oa = await db.create_orchestrator_agent("o")
+        agent = await db.create_agent(oa, "s")
+        await db.create_agent_log(agent, "kept")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        writes = [lambda: db.create_agent_log(agent, "lost"),  # group commit
+                  lambda: db.create_agent_logs([{"agent_id": agent, "message": "x"}] * 600)]
+        for write in writes:
+            with pytest.raises(UnavailableError, match="was removed or replaced"):
+                await write()
+        with pytest.raises(UnavailableError):
+            async with db.transaction():
+                await db.create_system_log("lost too")
+        # A new file in its place (restored from a backup, say) is not written either.
+        sqlite3.connect(path).close()
+        with pytest.raises(UnavailableError):
+            await db.create_system_log("into the new file?")
+    assert path.stat().st_size == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
 import sqlite3
@@ -267,6 +268,7 @@ class SQLiteConnection:
         self.found_version: int | None = None
         #: The versions of the migrations applied when opening.
         self.migrated: list[int] = []
+        self._file: tuple[int, int] | None = None  # the open file's (device, inode)
 
     async def open(self, migrations: list[Migration], schema_file: Path | None, *,
                    read_only: bool = False, must_exist: bool = False) -> None:
@@ -280,6 +282,7 @@ class SQLiteConnection:
         connect = self._connect_read_only if read_only else self._connect_and_migrate
         try:
             self._conn = await self.in_thread(connect, migrations, schema_file, must_exist)
+            self._file = _file_id(self.path)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -397,12 +400,28 @@ class SQLiteConnection:
         """Run ``fn`` as one unit, waiting for other processes' locks (the thread only)."""
         return self.waiting(lambda: self.unit_nowait(fn, write))
 
+    def check_file(self, conn: sqlite3.Connection) -> None:
+        """Under BEGIN IMMEDIATE: refuse the write (rolled back) when the database file was
+        removed or replaced since it was opened. SQLite would go on writing to the open, unlinked
+        file, and every write acknowledged from then on would be lost with it."""
+        try:
+            found = _file_id(self.path)
+        except OSError:
+            found = None
+        if self._file is not None and found != self._file:
+            conn.execute("ROLLBACK")
+            raise UnavailableError(
+                f"{self.path} was removed or replaced while this process had it open: nothing "
+                "more is written to the old file; reconnect (restart the service) to use the new "
+                "one", path=str(self.path))
+
     def unit_nowait(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
         """Run ``fn`` as one unit on the caller's thread; raises a busy error if it would wait."""
         conn = self.get()
         if not write:
             return fn(conn)
         conn.execute("BEGIN IMMEDIATE")
+        self.check_file(conn)
         try:
             result = fn(conn)
             conn.execute("COMMIT")
@@ -421,7 +440,13 @@ class SQLiteConnection:
             if not is_busy(exc):
                 raise
             await self.in_thread(self.waiting, lambda: conn.execute("BEGIN IMMEDIATE"))
+        self.check_file(conn)
         return conn
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
 
 
 

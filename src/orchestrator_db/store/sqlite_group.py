@@ -38,14 +38,15 @@ class _GroupWrite:
     future: asyncio.Future[Any]
 
 
-def _run_group(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]
-               ) -> Outcomes:
+def _run_group(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]],
+               check: Callable[[sqlite3.Connection], None]) -> Outcomes:
     """Run writes in one transaction; return (ok, result or exception) per write.
 
     Raises the busy error of BEGIN IMMEDIATE before anything ran, so the caller can retry the
-    whole group where it may wait.
+    whole group where it may wait; ``check`` runs once the write lock is held.
     """
     conn.execute("BEGIN IMMEDIATE")
+    check(conn)
     outcomes: Outcomes = []
     try:
         if len(fns) == 1:
@@ -156,7 +157,8 @@ class SQLiteGroupCommit:
         if not group:
             return True
         try:
-            outcomes = _run_group(self.connection.get(), [w.fn for w in group])
+            outcomes = _run_group(self.connection.get(), [w.fn for w in group],
+                                  self.connection.check_file)
         except sqlite3.OperationalError as exc:
             if is_busy(exc):
                 self._queue[:0] = group
@@ -177,7 +179,8 @@ class SQLiteGroupCommit:
             return
         connection = self.connection
         try:
-            run = functools.partial(_run_group, connection.get(), [w.fn for w in group])
+            run = functools.partial(_run_group, connection.get(), [w.fn for w in group],
+                                    connection.check_file)
             outcomes = await connection.in_thread(connection.waiting, run)
         except BaseException as exc:
             self._settle(group, error=exc)  # handed to every waiting caller
