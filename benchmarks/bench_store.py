@@ -10,6 +10,7 @@ ratio, and the target.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -17,7 +18,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,16 +124,25 @@ async def bulk_writes(tmp: Path) -> None:
          "≥ 0.8x", higher_is_better=True)
 
 
+@contextlib.asynccontextmanager
+async def pg_bench_schema() -> AsyncIterator[tuple[asyncpg.Connection, str, str]]:
+    """A scratch schema, dropped afterwards: an admin connection, its name, a URL into it."""
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield admin, schema, f"{PG_URL}{'&' if '?' in PG_URL else '?'}search_path={schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
 async def bulk_writes_pg() -> None:
     """Best of PG_BULK_ROUNDS alternated rounds, each writing into emptied tables, so neither
     side inherits the other's table growth, checkpoint or autovacuum (a single shot moved from
     0.65x to 0.90x between runs)."""
     n = 20_000
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_URL)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}search_path={schema}"
+    async with pg_bench_schema() as (admin, schema, url):
         async with DatabaseManager(url=url) as db:
             oa = await db.create_orchestrator_agent("bench")
             agent = await db.create_agent(oa, "s")
@@ -175,9 +185,6 @@ async def bulk_writes_pg() -> None:
         line(f"PG create_agent_logs(20,000) vs asyncpg copy_records_to_table, best of "
              f"{PG_BULK_ROUNDS}", max(rates["ours"]), max(rates["raw"]), "rows/s", "≥ 0.85x",
              higher_is_better=True)
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 async def build_read_db(path: Path, rows: int) -> tuple[str, int]:
@@ -318,11 +325,7 @@ async def transaction_writes_pg(n: int = 1000, rounds: int = 3) -> None:
     """Awaited writes inside one transaction() on PostgreSQL, against asyncpg INSERTs in one
     transaction. Each of ours runs in a savepoint of its own (a failed write takes back only
     itself, as on SQLite): one round trip more than the raw insert."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_URL)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}search_path={schema}"
+    async with pg_bench_schema() as (admin, schema, url):
         async with DatabaseManager(url=url) as db:
             oa = await db.create_orchestrator_agent("bench")
             agent = await db.create_agent(oa, "s")
@@ -355,9 +358,6 @@ async def transaction_writes_pg(n: int = 1000, rounds: int = 3) -> None:
         line(f"PG {n:,} awaited create_agent_log in one transaction() vs asyncpg INSERTs, best "
              f"of {rounds}", min(times["ours"]), min(times["raw"]), "µs/row",
              "none: a savepoint a write", higher_is_better=False)
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 async def main() -> None:
