@@ -20,26 +20,61 @@ export function setLive(state) {
 }
 
 let current = null; // {cleanup()} of the page on screen
+// Each route() takes a number; one that finishes after a newer one started is stale: its page
+// is cleaned up (its socket closed) instead of being put on screen.
+let routeSeq = 0;
+let retryTimer = null;
+let retryDelay = 1000;
+
+function notFound(what) {
+  mount(crumbs, h("a", { class: "crumb", href: "#/" }, "Sessions"));
+  mount(view, h("div", { class: "error-box" }, h("strong", {}, "Not found. "), what));
+}
 
 async function route() {
+  const seq = ++routeSeq;
+  const stale = () => seq !== routeSeq;
+  if (retryTimer !== null) { clearTimeout(retryTimer); retryTimer = null; }
   if (current && current.cleanup) current.cleanup();
   current = null;
   const match = location.hash.match(/^#\/sessions\/(.+)$/);
   const ctx = { view, crumbs, setLive, LiveEvents };
+  let page = null;
   try {
     if (match) {
+      let sessionId;
+      try {
+        sessionId = decodeURIComponent(match[1]);
+      } catch {
+        notFound(`"${match[1]}" is not a valid session address.`);
+        return;
+      }
       // Loaded when first needed: the overview does not wait for it.
       const { renderSession } = await import("./session.js");
-      current = await renderSession(ctx, decodeURIComponent(match[1]));
+      if (stale()) return;
+      page = await renderSession(ctx, sessionId);
     } else {
-      current = await renderOverview(ctx);
+      page = await renderOverview(ctx);
     }
   } catch (err) {
-    mount(view, h("div", { class: "error-box" },
-      h("strong", {}, "Could not load this page. "), err.message || String(err)));
+    if (stale()) return;
+    // The server is down or failing: say so, and try again with a growing delay.
+    setLive("offline");
+    const seconds = Math.round(retryDelay / 1000);
+    mount(view, h("div", { class: "error-box", id: "load-error" },
+      h("strong", {}, "Could not load this page. "), err.message || String(err),
+      h("div", { class: "small" }, `Retrying in ${seconds} s…`)));
+    retryTimer = setTimeout(() => { retryTimer = null; if (!stale()) route(); }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 15000);
+    return;
   }
+  if (stale()) {
+    if (page && page.cleanup) page.cleanup();
+    return;
+  }
+  retryDelay = 1000;
+  current = page;
 }
-
 async function showEngine() {
   try {
     const stats = await get("/api/stats");
@@ -51,6 +86,9 @@ async function showEngine() {
   }
 }
 
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  window.scrollTo(0, 0); // a new page starts at its top
+  route();
+});
 // The engine label after the page's own data: the first view is what is waited for.
 route().finally(showEngine);

@@ -22,16 +22,23 @@ export function costAxis(value, intervals) {
   return { max: step * intervals, ticks };
 }
 
+/** Room left of the plot for the longest tick label (11 px text, about 7 px a character):
+ * "$2,000,000,000.00" was cut off in a fixed 64 px. */
+function axisRoom(axis) {
+  const longest = Math.max(...axis.ticks.map((t) => t.label.length));
+  return Math.max(48, Math.ceil(longest * 7) + 14);
+}
+
 /**
  * A bar chart of cost per day: `rows` are {key: "YYYY-MM-DD", cost_usd, prompts, tokens_*}.
  * Days without spend inside the range are drawn as empty slots.
  */
 export function costBarChart(rows, { width = 760, height = 220 } = {}) {
   const days = fillDays(rows);
-  const pad = { top: 16, right: 12, bottom: 34, left: 64 };
+  const axis = costAxis(Math.max(0, ...days.map((d) => d.cost_usd)), 4);
+  const pad = { top: 16, right: 12, bottom: 34, left: axisRoom(axis) };
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
-  const axis = costAxis(Math.max(0, ...days.map((d) => d.cost_usd)), 4);
   const max = axis.max;
   const svg = s("svg", {
     class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img",
@@ -90,9 +97,6 @@ function fillDays(rows) {
 
 /** A step line of cumulative cost over time from a list of prompts ({created_at, cost_usd}). */
 export function cumulativeCostChart(prompts, { width = 760, height = 260 } = {}) {
-  const pad = { top: 14, right: 16, bottom: 28, left: 64 };
-  const innerW = width - pad.left - pad.right;
-  const innerH = height - pad.top - pad.bottom;
   const points = [];
   let total = 0;
   const sorted = [...prompts].sort((a, b) => a.created_at.localeCompare(b.created_at));
@@ -105,9 +109,12 @@ export function cumulativeCostChart(prompts, { width = 760, height = 260 } = {})
     "aria-label": "Cumulative cost",
   });
   if (points.length === 0) return svg;
+  const axis = costAxis(total, 3);
+  const pad = { top: 14, right: 16, bottom: 28, left: axisRoom(axis) };
+  const innerW = width - pad.left - pad.right;
+  const innerH = height - pad.top - pad.bottom;
   const t0 = points[0].t;
   const t1 = Math.max(points[points.length - 1].t, t0 + 1000);
-  const axis = costAxis(total, 3);
   const max = axis.max;
   const x = (t) => pad.left + (innerW * (t - t0)) / (t1 - t0);
   const y = (v) => pad.top + innerH - (innerH * v) / max;

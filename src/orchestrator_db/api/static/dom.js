@@ -59,7 +59,9 @@ export function mount(node, ...children) {
 export function fmtCost(value) {
   const v = Number(value || 0);
   if (v === 0) return "$0.00";
-  if (v < 0.01) return "$" + v.toFixed(4);
+  if (v < 0.01) {
+    return "$" + v.toLocaleString(undefined, { minimumFractionDigits: 4, maximumFractionDigits: 4 });
+  }
   return "$" + v.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 }
 
@@ -79,8 +81,11 @@ export function fmtTime(iso) {
 export function fmtClock(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
-  return d.toLocaleTimeString(undefined, { hour12: false }) + "." +
-    String(d.getMilliseconds()).padStart(3, "0");
+  // The milliseconds inside the formatter: in the locale's digits and separator (ar-EG).
+  return d.toLocaleTimeString(undefined, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit", fractionalSecondDigits: 3,
+    hour12: false,
+  });
 }
 
 export function fmtDuration(ms) {
@@ -131,4 +136,42 @@ export function debounce(fn, ms) {
     clearTimeout(timer);
     timer = setTimeout(() => fn(...args), ms);
   };
+}
+
+/** Calls of the returned function run `fn` at most once per `ms` (the last call's arguments),
+ * however steadily they come; a run that returns a promise is awaited before the next. */
+export function throttle(fn, ms) {
+  let timer = null;
+  let running = false;
+  let pending = false;
+  let lastRun = 0;
+  let args = [];
+  let cancelled = false;
+  const schedule = () => {
+    if (timer !== null || running || cancelled) return;
+    timer = setTimeout(run, Math.max(0, lastRun + ms - Date.now()));
+  };
+  async function run() {
+    timer = null;
+    pending = false;
+    running = true;
+    lastRun = Date.now();
+    try {
+      await fn(...args);
+    } finally {
+      running = false;
+      if (pending) schedule();
+    }
+  }
+  const call = (...a) => {
+    args = a;
+    pending = true;
+    schedule();
+  };
+  call.cancel = () => {
+    cancelled = true;
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+  };
+  return call;
 }

@@ -75,8 +75,9 @@ export async function renderOverview({ view, crumbs, setLive, LiveEvents }) {
     const running = state.sessions.filter((s) => s.status === "executing").length;
     const about = (table) => (stats.estimated && stats.estimated[table] ? "≈ " : "");
     mount(kpis,
-      kpi("Sessions", fmtInt(state.sessions.length) + (state.cursor ? "+" : ""),
-        `${running} running`),
+      // Only the loaded rows are counted (the API has no session total): say so.
+      kpi(state.cursor ? "Sessions shown" : "Sessions", fmtInt(state.sessions.length),
+        `${running} running${state.cursor ? " · more below" : ""}`),
       kpi("Total cost", fmtCost(totalCost), `${about("prompts")}${fmtInt(stats.counts.prompts)} prompts`),
       kpi("Tokens", fmtInt(totalTokens), "input + output"),
       kpi("Agent runs", about("agents") + fmtInt(stats.counts.agents),

@@ -4,8 +4,8 @@
 import { LEVELS, get, getAll, levelRank } from "./api.js";
 import { cumulativeCostChart } from "./chart.js";
 import {
-  badge, debounce, empty, failedAttempts, fmtClock, fmtCost, fmtDuration, fmtInt, fmtTime, h,
-  idTail, mount,
+  badge, empty, failedAttempts, fmtClock, fmtCost, fmtDuration, fmtInt, fmtTime, h,
+  idTail, mount, throttle,
 } from "./dom.js";
 
 const STEP_TYPES = ["step_start", "step_end", "state_change"];
@@ -260,7 +260,9 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
 
   function renderPrompts() {
     const rows = [...state.prompts].sort((a, b) => b.created_at.localeCompare(a.created_at));
-    mount(promptsBody, rows.length ? h("table", { class: "table prompts-table" },
+    // In a scroll box, as the agents table: a narrow screen scrolls the table, not the page.
+    mount(promptsBody, rows.length ? h("div", { class: "table-scroll" },
+      h("table", { class: "table prompts-table" },
       h("thead", {}, h("tr", {},
         h("th", {}, "Time"), h("th", {}, "Agent"), h("th", {}, "Model"), h("th", {}, "Status"),
         h("th", { class: "num" }, "In"), h("th", { class: "num" }, "Out"),
@@ -281,7 +283,7 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
             h("div", { class: "io-label" }, "Response"),
             h("pre", { class: "io response" }, p.response === null ? "—" : p.response)),
           p.response !== null
-            ? h("div", { class: "response-preview" }, p.response) : null)))))
+            ? h("div", { class: "response-preview" }, p.response) : null))))))
       : empty("No prompts yet."));
     mount(costChart, rows.length
       ? cumulativeCostChart(rows, { width: Math.max(320, costChart.clientWidth) })
@@ -311,26 +313,56 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
     if (state.follow) tail.scrollTop = tail.scrollHeight;
   }
 
-  function addLog(row) {
-    if (state.logIds.has(row.id)) return;
-    state.logIds.add(row.id);
-    state.logs.push(row);
-    if (state.logs.length > TAIL_MAX) {
-      const dropped = state.logs.splice(0, state.logs.length - TAIL_MAX);
-      for (const d of dropped) state.logIds.delete(d.id);
-      renderTail();
-      return;
+  // New lines, a whole batch at once: appended to the tail, and as many of the oldest rows
+  // dropped as the tail outgrows TAIL_MAX. Never a rebuild: at 1,000 rows that froze the page.
+  function addLogs(rows) {
+    const fresh = [];
+    for (const row of rows) {
+      if (state.logIds.has(row.id)) continue;
+      state.logIds.add(row.id);
+      state.logs.push(row);
+      fresh.push(row);
     }
-    if (!visible(row)) return;
-    if (tail.querySelector(".empty")) mount(tail);
-    tail.append(logRow(row));
-    tailCount.textContent = `${tail.childElementCount} lines`;
+    if (!fresh.length) return;
+    const dropped = new Set();
+    if (state.logs.length > TAIL_MAX) {
+      for (const d of state.logs.splice(0, state.logs.length - TAIL_MAX)) {
+        state.logIds.delete(d.id);
+        dropped.add(d.id);
+      }
+    }
+    const shown = fresh.filter((row) => visible(row) && !dropped.has(row.id));
+    if (shown.length && tail.querySelector(".empty")) mount(tail);
+    // The tail's rows are in arrival order, so the dropped ones are at its start.
+    while (tail.firstElementChild && dropped.has(tail.firstElementChild.dataset.id)) {
+      tail.firstElementChild.remove();
+    }
+    if (shown.length) {
+      const frag = document.createDocumentFragment();
+      for (const row of shown) frag.append(logRow(row));
+      tail.append(frag);
+    }
+    if (!tail.firstElementChild) mount(tail, empty("Waiting for log lines…"));
+    tailCount.textContent = `${tail.querySelectorAll(".log").length} lines`;
     scrollTail();
+  }
+
+  // Lines of one socket message arrive one event at a time: gather them, add them together.
+  let pendingLogs = [];
+  function addLog(row) {
+    if (!pendingLogs.length) {
+      queueMicrotask(() => {
+        const rows = pendingLogs;
+        pendingLogs = [];
+        addLogs(rows);
+      });
+    }
+    pendingLogs.push(row);
   }
 
   async function loadTail() {
     const page = await get("/api/agent-logs", { session_id: sessionId, order: "desc", limit: 300 });
-    for (const row of page.items.reverse()) addLog(row);
+    addLogs(page.items.reverse());
     renderTail();
   }
 
@@ -347,9 +379,11 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
   await loadAgents();
   await Promise.all([loadSteps(), loadPrompts(), loadTail()]);
 
-  const refreshSummary = debounce(() => loadSummary().catch(() => {}), 400);
-  const refreshPrompts = debounce(() => loadPrompts().catch(() => {}), 400);
-  const refreshAgents = debounce(async () => {
+  // At most one reload of each part per 400 ms while events keep coming (a debounce waited
+  // for a quiet gap that a steady stream never leaves).
+  const refreshSummary = throttle(() => loadSummary().catch(() => {}), 400);
+  const refreshPrompts = throttle(() => loadPrompts().catch(() => {}), 400);
+  const refreshAgents = throttle(async () => {
     await loadNames();
     renderAgents();
   }, 200);
@@ -382,5 +416,11 @@ export async function renderSession({ view, crumbs, setLive, LiveEvents }, sessi
     if ([...state.agents.values()].some((a) => a.status === "executing")) renderGantt(
       [...state.agents.values()].sort((a, b) => a.created_at.localeCompare(b.created_at)));
   }, 2000);
-  return { cleanup: () => { events.close(); clearInterval(ticker); } };
+  return {
+    cleanup: () => {
+      events.close();
+      clearInterval(ticker);
+      [refreshSummary, refreshPrompts, refreshAgents].forEach((r) => r.cancel());
+    },
+  };
 }
