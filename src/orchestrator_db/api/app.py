@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import setting
 from ..database import DatabaseManager
@@ -106,6 +107,26 @@ def resolve_token(host: str, token: str | None) -> str | None:
             "'import secrets; print(secrets.token_urlsafe(32))')`), or bind to 127.0.0.1."
         )
     return token
+
+
+class HeadAsGet:
+    """Answer HEAD as GET without the body, as HTTP wants (FastAPI's GET routes answered HEAD
+    with 405, so `curl -I` and monitors probing /healthz with HEAD got an error)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}  # the headers (Content-Length) stay GET's
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
 
 
 class _Retention:
@@ -266,6 +287,7 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
+    app.add_middleware(HeadAsGet)  # innermost: past the checks a GET would meet
     # Outermost first: refuse strangers before reading their bodies.
     app.add_middleware(StrictUtf8)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
