@@ -166,9 +166,15 @@ def test_fast_navigation_leaves_one_page_and_one_socket(
         await new Promise((r) => setTimeout(r, 100));
         location.hash = "#/sessions/nav-b";
     }""")
-    # The page shows what the address says (traversals may still land after the last change).
+    # History traversals land when the browser gets to them, possibly after the last change:
+    # wait (bounded) until the address has stayed the same for a second, then check that the
+    # page and its one socket follow it.
+    hash_, steady, deadline = page.evaluate("location.hash"), 0, time.monotonic() + 30
+    while steady < 5 and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+        now = page.evaluate("location.hash")
+        hash_, steady = now, (steady + 1 if now == hash_ else 0)
     expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
-    hash_ = page.evaluate("location.hash")
     match = re.match(r"^#/sessions/(.+)$", hash_)
     title = page.locator(".page-title h1")
     if match:

@@ -70,6 +70,9 @@ async function route() {
   }
   if (stale()) {
     if (page && page.cleanup) page.cleanup();
+    // A newer page is already on screen, and this one drew into the view after it: draw the
+    // newer one again (its own route has ended; one still loading draws over this anyway).
+    if (current) route();
     return;
   }
   retryDelay = 1000;
