@@ -58,6 +58,12 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start:start + CHUNK]
 
 
+def _link(row: dict[str, Any]) -> Link:
+    """An ``otlp_spans`` row as a Link (ids as text, flags as bools on both engines)."""
+    return Link(row["span_id"], row["trace_id"], row["parent_span_id"], str(row["agent_id"]),
+                bool(row["is_agent"]), bool(row["orphan"]))
+
+
 class Storage:
     """One manager's OTLP lookups and writes."""
 
@@ -85,9 +91,7 @@ class Storage:
             rows = await store.fetch(
                 f"SELECT {_LINK_COLUMNS} FROM {OTLP_SPANS_TABLE} WHERE {where}", q.params)
             for r in rows:
-                out[(r["trace_id"], r["span_id"])] = Link(
-                    r["span_id"], r["trace_id"], r["parent_span_id"], str(r["agent_id"]),
-                    bool(r["is_agent"]), bool(r["orphan"]))
+                out[(r["trace_id"], r["span_id"])] = _link(r)
         return out
 
     async def held(self, agent_id: str) -> list[Link]:
@@ -96,8 +100,7 @@ class Storage:
         rows = await self.db.store.fetch(
             f"SELECT {_LINK_COLUMNS} FROM {OTLP_SPANS_TABLE} WHERE agent_id = {q.p(agent_id)}",
             q.params)
-        return [Link(r["span_id"], r["trace_id"], r["parent_span_id"], str(r["agent_id"]),
-                     bool(r["is_agent"]), bool(r["orphan"])) for r in rows]
+        return [_link(r) for r in rows]
 
     async def held_records(self, agent_id: str) -> dict[str, tuple[str, str]]:
         """The OTLP log records an agent run holds: log id -> the (trace_id, span_id) they name.

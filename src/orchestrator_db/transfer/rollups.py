@@ -79,7 +79,7 @@ def _totals(rows: list[tuple[str, Row]]) -> dict[Key, Totals]:
     """Each key's totals (two rows may share a key: concurrent prunes add up)."""
     grouped: dict[Key, list[Row]] = {}
     for _, row in rows:
-        grouped.setdefault(tuple(row[c] for c in _KEY), []).append(row)
+        grouped.setdefault(_key(row), []).append(row)
     return {key: (sum(int(r["prompts"]) for r in group),
                   sum(int(r["tokens_input"]) for r in group),
                   sum(int(r["tokens_output"]) for r in group),
@@ -117,9 +117,14 @@ async def _plan_merge(src: CoreManager, dst: CoreManager, source: list[tuple[str
             "cutoff first, or copy into an empty database",
             table=ROLLUP_TABLE, field="merge")
     keep = set(only_source)
-    missing = [row for _, row in source if tuple(row[c] for c in _KEY) in keep]
-    extra = sum(1 for _, row in existing if tuple(row[c] for c in _KEY) not in ours)
+    missing = [row for _, row in source if _key(row) in keep]
+    extra = sum(1 for _, row in existing if _key(row) not in ours)
     return Rollups(source, missing, extra, merge=True)
+
+
+def _key(row: Row) -> Key:
+    """A rollup row's key: day, session, agent, orchestrator agent and model."""
+    return tuple(row[c] for c in _KEY)
 
 
 def _day_key(key: Key) -> tuple[Any, ...]:
