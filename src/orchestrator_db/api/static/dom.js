@@ -130,14 +130,6 @@ export function empty(text) {
   return h("div", { class: "empty" }, text);
 }
 
-export function debounce(fn, ms) {
-  let timer = null;
-  return (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
-  };
-}
-
 /** Calls of the returned function run `fn` at most once per `ms` (the last call's arguments),
  * however steadily they come; a run that returns a promise is awaited before the next. */
 export function throttle(fn, ms) {
