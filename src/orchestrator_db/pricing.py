@@ -84,6 +84,10 @@ def _exact(model: str, provider: str | None, when: datetime, tokens_input: int,
 _lock = threading.Lock()  # rates are computed from worker threads and the event loop alike
 
 
+# The last hour a datetime holds (datetime.max's float timestamp rounds up into the next one).
+_LAST_HOUR = int(datetime.max.replace(tzinfo=UTC).timestamp()) // 3600 - 1
+
+
 @lru_cache(maxsize=4096)
 def _rates(model: str, provider: str | None, hour_number: int) -> tuple[Rates, int] | None:
     """The linear rates of a model at an hour and the prompt size up to which they hold.
@@ -139,7 +143,10 @@ def price(model: str | None, tokens_input: int, tokens_output: int, *, provider:
     cache_write = min(cache_write, tokens_input - cache_read)
     moment = when or datetime.now(UTC)
     provider = provider_id(provider)
-    linear = _rates(model, provider, int(moment.timestamp()) // 3600)
+    # The hour's start as a datetime: a time in the last hour of 9999 whose float timestamp
+    # rounds up would name an hour of the year 10000, which no datetime holds.
+    hour = min(int(moment.timestamp()) // 3600, _LAST_HOUR)
+    linear = _rates(model, provider, hour)
     if linear is None:
         return None
     rates, limit = linear

@@ -22,11 +22,20 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import time_ns
 from typing import Any
 
 from .. import pricing
 from ..errors import ConstraintError, ValidationError
-from ..models import MAX_CONTENT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, clean_text, utc_now
+from ..models import (
+    MAX_CONTENT_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SHORT_CHARS,
+    clean_text,
+    storable_ts,
+    utc_now,
+)
 from .plan import Orchestrator, implicit_agent_id
 from .resolve import resolve_records, resolve_records_committed
 from .storage import RECORD_LOG_TYPE, Storage, validated
@@ -46,6 +55,7 @@ from .values import (
 
 CLAUDE_CODE = "claude_code."
 RETRIES = 2
+LOG_TABLES = ("agent_logs", "system_logs")
 
 
 def level_of(severity_number: int, severity_text: str) -> str:
@@ -87,8 +97,16 @@ class Record:
 
 
 def records(request: Any) -> list[Record]:
-    """Return the log records of an ExportLogsServiceRequest."""
+    """Return the log records of an ExportLogsServiceRequest.
+
+    A record's id is made from its bytes, so a retried request stores nothing twice. Identical
+    records within one request (a line logged twice in the same millisecond) are told apart by
+    their count so far; a record with no time at all also by when it arrived, since nothing in
+    it tells a repeat from a retry, and a repeat must not be lost.
+    """
     out: list[Record] = []
+    seen: dict[bytes, int] = {}
+    received = str(time_ns()).encode()
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
         resource_seed = resource_logs.resource.SerializeToString(deterministic=True)
@@ -99,6 +117,12 @@ def records(request: Any) -> list[Record]:
                 body = any_value(log.body) if log.HasField("body") else None
                 time = from_nanos(log.time_unix_nano) or from_nanos(log.observed_time_unix_nano)
                 event = getattr(log, "event_name", "") or None
+                if event is not None and "event.name" not in attrs:
+                    attrs["event.name"] = event  # the event's name, kept with its body
+                blob = seed + log.SerializeToString(deterministic=True)
+                repeat = seen[blob] = seen.get(blob, -1) + 1
+                key = blob + (b"\0repeat %d" % repeat if repeat else b"") + (
+                    b"" if time is not None else b"\0received " + received)
                 if event is None and isinstance(body, str) and body.startswith(CLAUDE_CODE):
                     event = body
                 name = attrs.get("event.name")
@@ -107,7 +131,7 @@ def records(request: Any) -> list[Record]:
                         == "claude-code"):
                     event = name if name.startswith(CLAUDE_CODE) else CLAUDE_CODE + name
                 out.append(Record(
-                    stable_id(seed + log.SerializeToString(deterministic=True), time), time,
+                    stable_id(key, time), time,
                     level_of(log.severity_number, log.severity_text),
                     as_text(body) or event or "", attrs, resource, hex_id(log.trace_id),
                     hex_id(log.span_id), event if event and event.startswith(CLAUDE_CODE)
@@ -170,11 +194,37 @@ async def _ingest(storage: Storage, batch: list[Record]) -> Outcome:
                if holder == implicit_agent_id(trace_id)}
     async with storage.db.transaction():
         for table, table_rows in checked.items():
-            present = await storage.existing(table, [r["id"] for r in table_rows])
+            row_ids = [r["id"] for r in table_rows]
+            present: set[str] = set()
+            # A record kept as a system log (its span had not arrived) and sent again once the
+            # span is stored would become an agent log too: a record is looked for in both.
+            for holder in LOG_TABLES if table in LOG_TABLES else (table,):
+                present |= await storage.existing(holder, row_ids)
             await storage.insert(table, [r for r in table_rows if r["id"] not in present])
+            if table == "agents":
+                await _widen_runs(storage, [r for r in table_rows if r["id"] in present])
         await resolve_records(storage, waiting)
     await resolve_records_committed(storage, waiting)
     return outcome
+
+
+async def _widen_runs(storage: Storage, runs: list[dict[str, Any]]) -> None:
+    """Give Claude Code runs stored by an earlier batch what this one knows better.
+
+    Claude Code exports every few seconds, so a session's first batch often holds only a
+    ``user_prompt`` (no model) and a later one an earlier event: the run takes the first model
+    seen and the earliest time, as it would had all come in one batch.
+    """
+    for run in runs:
+        if run["model"] is not None:
+            q = storage.db.store.query()
+            await storage.execute(f"UPDATE agents SET model = {q.p(run['model'])} "
+                                  f"WHERE id = {q.p(run['id'])} AND model IS NULL", q.params)
+        q = storage.db.store.query()
+        when = storage.db.store.ts(run["started_at"])
+        await storage.execute(
+            f"UPDATE agents SET started_at = {q.p(when)}, created_at = {q.p(when)} "
+            f"WHERE id = {q.p(run['id'])} AND started_at > {q.p(when)}", q.params)
 
 
 def _rows(batch: Iterable[Record], holders: dict[tuple[str, str], str], now: datetime) -> _Rows:
@@ -211,6 +261,7 @@ def _claude_code(rows: _Rows, record: Record, session: str, now: datetime) -> No
     attrs = record.attrs
     when = _event_time(record) or now
     model = as_text(attrs.get("model"))
+    model = clean_text(model, MAX_SHORT_CHARS) if model else None
     agent = rows.agents.get(agent_id)
     if agent is None:
         rows.orchestrators[agent_id] = Orchestrator(service)
@@ -280,20 +331,24 @@ def _api_request(rows: _Rows, record: Record, agent_id: str, model: str | None,
     content = "Claude Code API request" + (f" (prompt {prompt_id})" if prompt_id else "")
     rows.prompts.append({
         "id": record.key, "agent_id": agent_id, "content": clean_text(content, MAX_CONTENT_CHARS),
-        "response": None, "model": clean_text(model, 1000) if model else None,
+        "response": None, "model": model,
         "status": "completed", "tokens_input": min(tokens_input, 10**12),
         "tokens_output": min(tokens_output, 10**12), "cost_usd": min(cost, 1e9),
         "created_at": started, "completed_at": when, "trace_id": None, "span_id": None})
 
 
 def _event_time(record: Record) -> datetime | None:
+    """The event's own time (``event.timestamp``), else the record's: a time that cannot be
+    stored must not refuse the session's other events."""
     text = record.attrs.get("event.timestamp")
     if isinstance(text, str):
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            if value.tzinfo is None:
+                return record.time
+            return storable_ts(value)
+        except ValueError:  # TimeRangeError too
             return record.time
-        return value if value.tzinfo is not None else record.time
     return record.time
 
 
