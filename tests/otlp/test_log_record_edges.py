@@ -3,7 +3,11 @@ repeats, events without a time, Claude Code sessions over several batches, unusa
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
+import pytest
 from otlphelpers import (
     NOW,
     agent_attrs,
@@ -18,6 +22,8 @@ from otlphelpers import (
 )
 
 from orchestrator_db import DatabaseManager
+from orchestrator_db.otlp import logs as otlp_logs
+from orchestrator_db.otlp.logs import Record
 
 SESSION = "cc-edge-session"
 
@@ -129,3 +135,22 @@ async def test_a_session_over_several_batches_gets_its_model_and_first_time(
     assert run["started_at"] == run["created_at"] == earliest["created_at"]
     summary = await manager.session_summary(SESSION)
     assert summary is not None and summary["first_activity"] == earliest["created_at"]
+
+
+async def test_a_request_that_cannot_be_written_fails_alone(
+        client: httpx.AsyncClient, manager: DatabaseManager,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Requests queued while the writer is busy are written as one batch: an unexpected error in
+    # one of them (here injected for one record) must not fail the others with a 503.
+    def rows(batch: list[Record], *args: Any) -> Any:
+        if any(r.message == "poison" for r in batch):
+            raise RuntimeError("this record cannot be written")
+        return original(batch, *args)
+
+    original = otlp_logs._rows
+    monkeypatch.setattr(otlp_logs, "_rows", rows)
+    requests = [logs([log(f"line {i}" if i != 3 else "poison", at=NOW + i)]) for i in range(8)]
+    answers = await asyncio.gather(*(send(client, r) for r in requests))
+    assert [a.status_code for a in answers] == [503 if i == 3 else 200 for i in range(8)]
+    stored = {r["message"] for r in await manager.list_system_logs(limit=100)}
+    assert stored == {f"line {i}" for i in range(8) if i != 3}

@@ -24,7 +24,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConstraintError, OrchestratorDBError
+from ..errors import ConstraintError, OrchestratorDBError, UnavailableError
 from ..manager import CoreManager
 from .logs import Record, ingest_records, records
 from .protocol import Signal, body_encoding, decompress, parse
@@ -68,6 +68,7 @@ class _Job:
     signal: Signal
     items: list[Any]
     future: asyncio.Future[Outcome]
+    alone: bool = False  # written in a batch of its own (a merged batch with it failed)
 
 
 @dataclass
@@ -300,7 +301,21 @@ class OtlpReceiver:
                 job.future.set_result(outcome)
 
     def _fail(self, batch: list[_Job], exc: BaseException, started: float | None = None) -> None:
-        """Resume a batch's callers with its failure (503 for them); the writer goes on."""
+        """Resume a batch's callers with its failure (503 for them); the writer goes on.
+
+        A batch merged from several requests that failed for a reason other than the database
+        or the receiver being unavailable is written again one request at a time, so one
+        request that cannot be written fails alone, not its neighbours (whose exporters would
+        send them again, beside it again).
+        """
+        if len(batch) > 1 and not isinstance(exc, (Unavailable, UnavailableError)):
+            if started is not None:
+                self.stats.write_seconds += time.perf_counter() - started
+            for job in reversed(batch):
+                job.alone = True
+                self._jobs.appendleft(job)
+            self._wake.set()
+            return
         if not isinstance(exc, Unavailable):
             self.stats.failures += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -323,8 +338,8 @@ class OtlpReceiver:
         """The queued jobs of the first job's signal, up to ``max_batch`` items."""
         first = self._jobs.popleft()
         batch, count = [first], len(first.items)
-        while self._jobs and self._jobs[0].signal == first.signal \
-                and count + len(self._jobs[0].items) <= self.max_batch:
+        while not first.alone and self._jobs and self._jobs[0].signal == first.signal \
+                and not self._jobs[0].alone and count + len(self._jobs[0].items) <= self.max_batch:
             job = self._jobs.popleft()
             batch.append(job)
             count += len(job.items)
