@@ -36,6 +36,10 @@ Encoding = Literal["protobuf", "json"]
 Signal = Literal["traces", "logs"]
 # A gzipped body may expand to at most this much: a small bomb must not take the server's memory.
 MAX_DECODED_BYTES = 64 * 1024 * 1024
+# Exporters send one gzip member; a concatenation of a few is valid gzip. Many thousands are no
+# exporter's output (a body of empty members costs work for nothing).
+MAX_GZIP_MEMBERS = 1000
+_INFLATE_CHUNK = 64 * 1024
 
 
 class OtlpError(OrchestratorDBError):
@@ -77,33 +81,55 @@ def decompress(body: bytes, content_encoding: str | None) -> bytes:
         raise UnsupportedMediaType(
             f"unsupported content encoding {content_encoding!r}: send gzip or none",
             field="content-encoding")
-    data = b""
-    rest = body
+    parts: list[bytes] = []
+    size = pos = members = 0
     while True:  # one gzip member after another, as gzip itself writes a concatenation
-        member, rest = _inflate_member(rest, MAX_DECODED_BYTES - len(data))
-        data += member
-        if not rest.strip(b"\0"):  # the end, or gzip's zero padding
-            return data
-        if not rest.startswith(b"\x1f\x8b"):
-            raise BadRequest(f"the body has {len(rest)} bytes after its gzip data")
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise BadRequest(f"the body has more than {MAX_GZIP_MEMBERS} gzip members")
+        member, pos = _inflate_member(body, pos, MAX_DECODED_BYTES - size)
+        parts.append(member)
+        size += len(member)
+        if body[pos:pos + 2] == b"\x1f\x8b":
+            continue
+        rest = len(body) - pos
+        if body.count(0, pos) != rest:  # not the end, nor gzip's zero padding
+            raise BadRequest(f"the body has {rest} bytes after its gzip data")
+        return b"".join(parts)
 
 
-def _inflate_member(body: bytes, room: int) -> tuple[bytes, bytes]:
-    """Inflate the gzip member at the start of ``body`` (to at most ``room`` bytes); return it
-    and the bytes after the member."""
+def _inflate_member(body: bytes, pos: int, room: int) -> tuple[bytes, int]:
+    """Inflate the gzip member at ``body[pos:]`` (to at most ``room`` bytes); return it and the
+    position after the member.
+
+    The input goes in by slices of a memoryview, so a body of many members costs its length,
+    not its length times the number of members (each inflater keeps a copy of the input it
+    did not use).
+    """
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    view = memoryview(body)
+    parts: list[bytes] = []
+    size = 0
     try:
-        data = inflater.decompress(body, room + 1)  # + 1: a limit of 0 would mean none
-        if inflater.unconsumed_tail or len(data) > room:
-            raise BadRequest(f"the gzipped body expands to more than {MAX_DECODED_BYTES} bytes")
-        data += inflater.flush()
+        while not inflater.eof and pos < len(body):
+            chunk = view[pos:pos + _INFLATE_CHUNK]
+            pos += len(chunk)
+            data = inflater.decompress(chunk, room - size + 1)  # + 1: a limit of 0 means none
+            size += len(data)
+            if inflater.unconsumed_tail or size > room:
+                raise BadRequest(
+                    f"the gzipped body expands to more than {MAX_DECODED_BYTES} bytes")
+            parts.append(data)
+        data = inflater.flush()
     except zlib.error as exc:
         raise BadRequest(f"the body is not valid gzip: {exc}") from exc
-    if len(data) > room:
+    size += len(data)
+    parts.append(data)
+    if size > room:
         raise BadRequest(f"the gzipped body expands to more than {MAX_DECODED_BYTES} bytes")
     if not inflater.eof:
         raise BadRequest("the gzipped body is truncated")
-    return data, inflater.unused_data
+    return b"".join(parts), pos - len(inflater.unused_data)
 
 
 RequestMessage = ExportTraceServiceRequest | ExportLogsServiceRequest

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,12 +118,17 @@ class OtlpReceiver:
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         self._decoding = 0
+        # Decoding has threads of its own: slow bodies must not take the loop's default pool,
+        # which the writer (planning spans, mapping records) and the SQLite store share.
+        self._decoder: ThreadPoolExecutor | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the writer task."""
         if self._worker is None:
             self._closing = False
+            self._decoder = self._decoder or ThreadPoolExecutor(
+                MAX_DECODING, thread_name_prefix="otlp-decode")
             self._worker = asyncio.get_running_loop().create_task(self._run(),
                                                                   name="otlp-writer")
 
@@ -143,6 +149,9 @@ class OtlpReceiver:
             if not job.future.done():
                 job.future.set_exception(Unavailable("the OTLP receiver stopped"))
         self._jobs.clear()
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.shutdown(wait=False)  # a request being decoded ends with a 503
 
     @property
     def pending(self) -> int:
@@ -178,8 +187,8 @@ class OtlpReceiver:
         body_encoding(content_type)  # 415 before any work
         self._decoding += 1
         try:
-            items, rejected, reason = await asyncio.to_thread(
-                decode, signal, body, content_type, content_encoding)
+            items, rejected, reason = await asyncio.get_running_loop().run_in_executor(
+                self._decoder, decode, signal, body, content_type, content_encoding)
         finally:
             self._decoding -= 1
         self._check_open()
