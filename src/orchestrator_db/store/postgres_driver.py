@@ -25,6 +25,12 @@ DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.Internal
 # resources such as a full disk or too many connections (53), an operator's or a crash's
 # shutdown (57P), a database not accepting connections (55000 on connect).
 _UNAVAILABLE_STATES = ("08", "53", "57P")
+# A deadlock or a serialization failure: the server rolled this transaction back so that
+# another could go on; the same work may succeed when tried again.
+_CONFLICT_STATES = ("40P01", "40001")
+# The pool's next connection was refused after the manager had connected: the database was
+# dropped or renamed (3D000), the role or password changed (28): not the caller's fault.
+_REFUSED_STATES = ("3D000", "28")
 # The errors of a migration statement that mean a table of ours is there with other columns or
 # types (or is not a table): another program's database, never something `upgrade` would fix.
 CLASH_ERRORS = (asyncpg.UndefinedColumnError, asyncpg.UndefinedTableError,
@@ -41,6 +47,14 @@ def translate_error(exc: Exception) -> errors.OrchestratorDBError:
     state = getattr(exc, "sqlstate", None) or ""
     if state.startswith(_UNAVAILABLE_STATES) or "not currently accepting connections" in msg:
         return errors.UnavailableError(f"PostgreSQL cannot serve this now: {msg}")
+    if state in _CONFLICT_STATES:
+        return errors.UnavailableError(
+            f"PostgreSQL ended this transaction to resolve a conflict with another ({msg}); "
+            "retrying may succeed")
+    if state.startswith(_REFUSED_STATES):
+        return errors.UnavailableError(
+            f"PostgreSQL refused a new connection of the pool: {msg} (was the database "
+            "dropped, or the role or its password changed?)")
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return errors.ForeignKeyError("a referenced record does not exist")
     if isinstance(exc, asyncpg.UniqueViolationError):
