@@ -173,6 +173,24 @@ async def test_copied_rows_make_no_change_rows_and_positions_go_on(
         (head["position"] + 1, "agent_logs", log)]
 
 
+@pytest.mark.parametrize("target", ["postgresql", "sqlite"])
+async def test_positions_go_on_after_a_copy_that_did_not_end(
+        source_url: str, target: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """`upgrade` ends a killed copy (README): the destination's positions still go on after
+    the source's, so a follower moving over misses nothing and replays nothing."""
+    dst = (request.getfixturevalue("pg_url") if target == "postgresql"
+           else f"sqlite:///{tmp_path}/dst.db")
+    head = (await _changes(source_url))[-1]
+    with pytest.raises(CopyInterrupted):
+        await copy_database(source_url, dst, batch_size=10, stop_after_batches=3)
+    upgraded = _cli("upgrade", "--url", dst)
+    assert upgraded.returncode == 0, upgraded.stderr
+    async with DatabaseManager(url=dst) as db:
+        log = await db.create_system_log("written after the upgrade")
+    assert [(c["position"], c["row_id"]) for c in await _changes(dst)] == [
+        (head["position"], head["row_id"]), (head["position"] + 1, log)]
+
+
 async def test_a_merge_records_the_rows_it_adds_as_changes(source_url: str,
                                                            pg_url: str) -> None:
     async with DatabaseManager(url=pg_url) as db:

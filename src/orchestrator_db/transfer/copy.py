@@ -214,6 +214,9 @@ async def _copy(src: CoreManager, dst: CoreManager, *, batch_size: int, merge: b
     wanted = {t.table: COLUMNS[t.table] for t in records}
     source = asyncio.ensure_future(src.store.table_digests(wanted)) if verify else None
     try:
+        # Positions go on from the source's before any row goes in, so a copy that does not end
+        # (killed; `upgrade` ends it) leaves them going on too.
+        await _continue_change_log(src, dst)
         await dst.store.begin_bulk_load(
             [t.table for t in records if t.source_rows > t.existing_rows])
         try:
