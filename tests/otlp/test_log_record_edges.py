@@ -49,6 +49,9 @@ async def test_a_record_retried_after_its_span_arrived_is_stored_once(
     held = [x["message"] for x in await manager.list_agent_logs(run["id"], log_type="log")]
     kept = [x["message"] for x in await manager.list_system_logs()]
     assert (held, kept) == ([], ["waiting for the span"])
+    [system_log] = await manager.list_system_logs()  # it can still be found by its trace
+    assert (system_log["details"]["trace_id"], system_log["details"]["span_id"]) == (
+        trace.hex(), agent.hex())
 
 
 async def test_identical_records_in_one_request_are_each_kept(

@@ -239,8 +239,9 @@ def _rows(batch: Iterable[Record], holders: dict[tuple[str, str], str], now: dat
         details = clean_value(record.attrs)
         holder = holders.get((record.trace_id or "", record.span_id or ""))
         when = record.time or now
-        if holder is not None:
+        if record.trace_id and record.span_id:  # kept, to find the trace it belongs to
             details = {**details, "trace_id": record.trace_id, "span_id": record.span_id}
+        if holder is not None:
             rows.agent_logs.append({
                 "id": record.key, "agent_id": holder, "log_level": record.level,
                 "log_type": RECORD_LOG_TYPE, "message": clean_text(record.message, MAX_MESSAGE_CHARS),
